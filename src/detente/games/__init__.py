@@ -1,0 +1,27 @@
+"""Games: rules only (state, observation text, legal actions, parsing, rewards).
+
+``make_game(name, **params)`` builds any registered game; ``GAMES`` lists them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import partial
+from typing import Any
+
+from detente.games.base import Game
+from detente.games.ipd import MatrixGame
+
+GAMES: dict[str, Callable[..., Game]] = {
+    "ipd": partial(MatrixGame, "prisoners_dilemma"),
+    "stag_hunt": partial(MatrixGame, "stag_hunt"),
+    "chicken": partial(MatrixGame, "chicken"),
+    "matrix": MatrixGame,
+}
+
+
+def make_game(name: str, **params: Any) -> Game:
+    """Build the game registered as ``name``; unknown names raise ``ValueError``."""
+    if name not in GAMES:
+        raise ValueError(f"unknown game {name!r}; known games: {', '.join(sorted(GAMES))}")
+    return GAMES[name](**params)

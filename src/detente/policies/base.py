@@ -1,0 +1,52 @@
+"""The policy protocol: a batch of decisions in, a batch of raw texts out.
+
+Every kind of player — scripted strategy, tabular learner, language model,
+API model, human — is a :class:`Policy`. The rollout hands it all the
+decisions it must make at one moment, across every game of a batch, so a
+language model can answer them in one batched forward. Replies are raw text
+that the game parses, exactly as it would parse a person's typing.
+"""
+
+from __future__ import annotations
+
+import random
+from abc import ABC, abstractmethod
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detente.games.base import ActionSpec, Game, ParseError, Seat
+
+
+@dataclass
+class Decision:
+    """One seat of one game that must act now."""
+
+    game: Game
+    seat: Seat
+    spec: ActionSpec
+    slot: int
+    """Index of the game within the batch: a key for per-game state such as a chat."""
+    rng: random.Random
+    """A stream of randomness private to this (game, seat), seeded from the game's seed."""
+    retry: ParseError | None = None
+    """Why this seat's previous answer to the same decision was rejected, if it was."""
+
+    @property
+    def observation(self) -> str:
+        return self.game.observation(self.seat)
+
+
+class Policy(ABC):
+    """Maps a batch of decisions to a batch of raw action texts."""
+
+    name: str = "policy"
+
+    def begin(self, n_slots: int) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Called before a batch of ``n_slots`` games starts (reset per-game state here)."""
+
+    @abstractmethod
+    def act(self, decisions: Sequence[Decision]) -> list[str]:
+        """Return one raw text per decision, in order."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.name!r})"

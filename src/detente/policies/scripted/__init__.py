@@ -1,0 +1,34 @@
+"""Scripted strategies for every game, found by short name.
+
+``make_scripted("tft", game)`` returns the strategy called ``tft`` for that
+game's family; ``"random:0.3"`` passes a parameter. :func:`scripted_names`
+lists what a game can be played with.
+"""
+
+from __future__ import annotations
+
+from detente.games.base import Game
+from detente.policies.scripted.base import Scripted
+from detente.policies.scripted.matrix import STRATEGIES as MATRIX
+
+REGISTRY: tuple[type[Scripted], ...] = (*MATRIX,)
+
+
+def scripted_names(game: Game) -> list[str]:
+    """Short names of the strategies that play ``game``."""
+    return [cls.short_name for cls in REGISTRY if isinstance(game, cls.game_type)]
+
+
+def make_scripted(spec: str, game: Game) -> Scripted:
+    """Build the strategy named ``spec`` (``name`` or ``name:param``) for ``game``'s family."""
+    short, _, param = spec.partition(":")
+    for cls in REGISTRY:
+        if cls.short_name == short and isinstance(game, cls.game_type):
+            if not param:
+                return cls()
+            try:
+                return cls(float(param))  # type: ignore[call-arg]
+            except (TypeError, ValueError) as error:
+                raise ValueError(f"bad parameter in {spec!r}: {error}") from None
+    known = ", ".join(scripted_names(game))
+    raise ValueError(f"no scripted strategy {short!r} for game {game.name!r}; known: {known}")

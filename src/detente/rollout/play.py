@@ -1,0 +1,118 @@
+"""Play batches of games between policies and record every decision.
+
+All games of a batch advance together: at each step the pending decisions of
+every game are grouped by policy and each policy answers its whole group in
+one call. A reply that does not parse is re-asked (the decision carries the
+parse error) up to ``max_tries`` times in all, then the game's fallback action
+is taken and the decision is counted invalid. Nothing a player writes can
+stop a batch.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+from detente.games.base import SEATS, Action, Game, ParseError, Seat, fallback_action
+from detente.policies.base import Decision, Policy
+
+
+@dataclass(frozen=True)
+class DecisionRecord:
+    """One decision as it was taken."""
+
+    round: int
+    seat: Seat
+    raw: str
+    """The last raw text the player gave."""
+    action: Action
+    valid: bool
+    tries: int
+
+
+@dataclass
+class Episode:
+    """A finished game and how it was played."""
+
+    game: Game
+    players: tuple[str, str]
+    decisions: list[DecisionRecord] = field(default_factory=list)
+
+    @property
+    def invalid(self) -> int:
+        return sum(not d.valid for d in self.decisions)
+
+
+def play(
+    games: Sequence[Game],
+    seatings: Sequence[tuple[Policy, Policy]],
+    seeds: Sequence[int],
+    max_tries: int = 3,
+) -> list[Episode]:
+    """Reset ``games[i]`` with ``seeds[i]`` and play it to the end with ``seatings[i]``.
+
+    ``seatings[i] = (policy in seat 0, policy in seat 1)``; the same policy
+    object may sit in many games and in both seats.
+    """
+    if not len(games) == len(seatings) == len(seeds):
+        raise ValueError(
+            f"need one seating and one seed per game: {len(games)} games, "
+            f"{len(seatings)} seatings, {len(seeds)} seeds"
+        )
+    if max_tries < 1:
+        raise ValueError(f"max_tries must be >= 1, got {max_tries}")
+    for policy in {id(p): p for pair in seatings for p in pair}.values():
+        policy.begin(len(games))
+    episodes = []
+    rngs = []
+    for game, seating, seed in zip(games, seatings, seeds, strict=True):
+        game.reset(seed)
+        episodes.append(Episode(game, (seating[0].name, seating[1].name)))
+        rngs.append(tuple(random.Random(f"{seed}:{seat}") for seat in SEATS))
+
+    while True:
+        asks = [
+            Decision(game, seat, spec, slot, rngs[slot][seat])
+            for slot, game in enumerate(games)
+            for seat, spec in game.pending().items()
+        ]
+        if not asks:
+            return episodes
+        actions: dict[int, dict[Seat, Action]] = {d.slot: {} for d in asks}
+        for tries in range(1, max_tries + 1):
+            replies = _answer(asks, seatings)
+            retry = []
+            for ask, raw in zip(asks, replies, strict=True):
+                parsed = ask.game.parse(ask.seat, raw)
+                if isinstance(parsed, ParseError) and tries < max_tries:
+                    ask.retry = parsed
+                    retry.append(ask)
+                    continue
+                valid = not isinstance(parsed, ParseError)
+                action = parsed if valid else fallback_action(ask.spec)
+                actions[ask.slot][ask.seat] = action  # type: ignore[assignment]
+                episodes[ask.slot].decisions.append(
+                    DecisionRecord(ask.game.round, ask.seat, raw, action, valid, tries)  # type: ignore[arg-type]
+                )
+            asks = retry
+            if not asks:
+                break
+        for slot, slot_actions in actions.items():
+            games[slot].step(slot_actions)
+
+
+def _answer(asks: list[Decision], seatings: Sequence[tuple[Policy, Policy]]) -> list[str]:
+    """Ask each policy for all of its decisions in one call; replies in ``asks`` order."""
+    groups: dict[int, tuple[Policy, list[int]]] = {}
+    for i, ask in enumerate(asks):
+        policy = seatings[ask.slot][ask.seat]
+        groups.setdefault(id(policy), (policy, []))[1].append(i)
+    replies: list[str] = [""] * len(asks)
+    for policy, indices in groups.values():
+        answers = policy.act([asks[i] for i in indices])
+        if len(answers) != len(indices):
+            raise RuntimeError(f"{policy!r} returned {len(answers)} replies for {len(indices)} decisions")
+        for i, answer in zip(indices, answers, strict=True):
+            replies[i] = answer
+    return replies
