@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from detente.games.base import ActionSpec, Game, ParseError, Seat
 
 
-@dataclass
+@dataclass(frozen=True)
 class Decision:
     """One seat of one game that must act now."""
 

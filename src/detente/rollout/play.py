@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import random
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 
 from detente.games.base import SEATS, Action, Game, ParseError, Seat, fallback_action
 from detente.policies.base import Decision, Policy
@@ -86,8 +86,7 @@ def play(
             for ask, raw in zip(asks, replies, strict=True):
                 parsed = ask.game.parse(ask.seat, raw)
                 if isinstance(parsed, ParseError) and tries < max_tries:
-                    ask.retry = parsed
-                    retry.append(ask)
+                    retry.append(replace(ask, retry=parsed))
                     continue
                 valid = not isinstance(parsed, ParseError)
                 action = parsed if valid else fallback_action(ask.spec)

@@ -1,0 +1,238 @@
+"""The ``detente`` command: train, eval, play.
+
+Errors a user can fix (a wrong config key, an unknown agent, a missing run
+folder) print one line and exit with status 2; they never show a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from collections.abc import Sequence
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+from rich.table import Table
+
+from detente.runs import CONFIG, write_atomic
+
+DEFAULT_CONFIG = "ipd_tabular_adalign"
+console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160)
+
+
+class UsageError(Exception):
+    """A problem on the user's side; shown as one line."""
+
+
+# ---------------------------------------------------------------- train
+def cmd_train(args: argparse.Namespace) -> None:
+    from detente.config import ConfigError, dump_config, load_config
+
+    path = resolve_config(args.config or DEFAULT_CONFIG)
+    try:
+        config = load_config(path, args.set)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
+    if args.print_config:
+        console.print(dump_config(config), end="", markup=False)
+        return
+    out = Path(args.out) if args.out else Path("runs") / config.name
+    if (out / CONFIG).exists() and not args.overwrite:
+        raise UsageError(f"{out} already holds a run; pass --overwrite or choose another --out")
+    write_atomic(out / CONFIG, dump_config(config))
+    console.print(f"[bold]detente train[/] {config.name}: {config.credit.algorithm} on {config.game.name}, "
+                  f"co-player {config.coplayer}, {config.train.iterations} iterations -> {out}")
+
+    from detente.train.tabular import train_tabular
+
+    with _progress() as progress:
+        task = progress.add_task("training", total=config.train.iterations, status="")
+
+        def on_iteration(metrics: dict[str, Any]) -> None:
+            status = f"reward {metrics['reward_mean']:.2f}  coop {metrics['cooperation_rate']:.2f}"
+            progress.update(task, advance=1, status=status)
+
+        train_tabular(config, out, on_iteration)
+
+    agents = [f"run:{out}", *config.eval_opponents]
+    result = _tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed)
+    write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
+    _print_summary(result, agents[0], out)
+
+
+def resolve_config(name: str) -> Path:
+    """A config file path, or the name of a preset shipped with detente (``ipd_tabular_naive``)."""
+    path = Path(name)
+    if path.exists():
+        return path
+    preset = resources.files("detente") / "configs" / f"{name.removesuffix('.yaml')}.yaml"
+    if preset.is_file():
+        return Path(str(preset))
+    presets = sorted(p.name.removesuffix(".yaml") for p in (resources.files("detente") / "configs").iterdir()
+                     if p.name.endswith(".yaml"))
+    raise UsageError(f"no config file {name!r} and no preset of that name; presets: {', '.join(presets)}")
+
+
+def _print_summary(result: Any, agent: str, out: Path) -> None:
+    i = result.agents.index(agent)
+    behaviour = result.behaviour.get(agent, {})
+    table = Table(title=f"Trained agent ({agent}) per-round reward")
+    table.add_column("opponent")
+    table.add_column("reward / round", justify="right")
+    table.add_column("opponent's", justify="right")
+    for j, name in enumerate(result.agents):
+        label = "itself" if j == i else name
+        table.add_row(label, f"{result.mean_reward[i][j]:.2f} ± {result.ci95[i][j]:.2f}",
+                      f"{result.mean_reward[j][i]:.2f}")
+    console.print(table)
+    for key, value in behaviour.items():
+        console.print(f"{key}: {'n/a' if value is None else f'{value:.2f}'}")
+    console.print(f"metrics: {out / 'metrics.jsonl'}   cross-play: {out / 'matrix.json'}")
+
+
+# ---------------------------------------------------------------- eval
+def cmd_eval(args: argparse.Namespace) -> None:
+    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
+    if not agents:
+        raise UsageError("--agents needs at least one agent, e.g. --agents tft,alld")
+    params = _parse_params(args.param)
+    result = _tournament(args.game, params, agents, args.games, args.seed)
+    _print_matrix(result)
+    if args.out:
+        out = Path(args.out)
+        write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
+        console.print(f"wrote {out / 'matrix.json'}")
+
+
+def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int, seed: int) -> Any:
+    from detente.agents import make_agent
+    from detente.eval.tournament import cross_play
+    from detente.games import make_game
+
+    try:
+        probe = make_game(game, **params)
+        policies = {name: make_agent(name, probe) for name in agents}
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    if len(policies) != len(agents):
+        raise UsageError("each agent may be named only once in --agents")
+    pairs = len(agents) * (len(agents) + 1) // 2
+    with _progress() as progress:
+        task = progress.add_task("cross-play", total=pairs, status=f"{games} games per pair")
+        return cross_play(lambda: make_game(game, **params), policies, games, seed,
+                          on_pair_done=lambda: progress.advance(task))
+
+
+def _print_matrix(result: Any) -> None:
+    table = Table(title=f"{result.game}: mean reward per round of the row agent "
+                  f"({result.games_per_pair} games per pair, ±95% CI)")
+    table.add_column("row agent")
+    for name in result.agents:
+        table.add_column(name, justify="right")
+    table.add_column("average", justify="right", style="bold")
+    for name, row, ci, average in zip(result.agents, result.mean_reward, result.ci95,
+                                      result.round_robin(), strict=True):
+        table.add_row(name, *(f"{m:.2f}±{c:.2f}" for m, c in zip(row, ci, strict=True)), f"{average:.2f}")
+    console.print(table)
+    if result.behaviour:
+        behaviour = Table(title="behaviour")
+        behaviour.add_column("agent")
+        keys = list(next(iter(result.behaviour.values())))
+        for key in keys:
+            behaviour.add_column(key.removesuffix("_rate"), justify="right")
+        for name, stats in result.behaviour.items():
+            behaviour.add_row(name, *("n/a" if stats[k] is None else f"{stats[k]:.2f}" for k in keys))
+        console.print(behaviour)
+
+
+# ---------------------------------------------------------------- play
+def cmd_play(args: argparse.Namespace) -> None:
+    from detente.agents import make_agent
+    from detente.games import make_game
+    from detente.rollout.play import play
+
+    names = [a.strip() for a in args.agents.split(",")]
+    if len(names) != 2:
+        raise UsageError(f"--agents needs exactly two agents, got {len(names)}")
+    try:
+        game = make_game(args.game, **_parse_params(args.param))
+        seating = (make_agent(names[0], game), make_agent(names[1], game))
+    except (TypeError, ValueError) as error:
+        raise UsageError(str(error)) from None
+    episode = play([game], [seating], [args.seed])[0]
+    for decision in episode.decisions:
+        flag = "" if decision.valid else "  [invalid: fallback taken]"
+        console.print(f"round {decision.round + 1}  {names[decision.seat]:>10}: {decision.raw!r}{flag}",
+                      markup=False)
+    for t, rewards in enumerate(game.round_rewards):
+        console.print(f"round {t + 1} rewards: {rewards[0]:g} / {rewards[1]:g}")
+    total = game.returns()
+    console.print(f"[bold]total[/]: {names[0]} {total[0]:g}, {names[1]} {total[1]:g}")
+
+
+def _parse_params(items: Sequence[str]) -> dict[str, Any]:
+    import yaml
+
+    params = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise UsageError(f"--param {item!r} must look like key=value")
+        params[key] = yaml.safe_load(value)
+    return params
+
+
+def _progress() -> Progress:
+    return Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn(),
+        TextColumn("{task.fields[status]}"), console=console, transient=False,
+    )
+
+
+# ---------------------------------------------------------------- entry
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="detente", description=__doc__.splitlines()[0])
+    sub = parser.add_subparsers(dest="command", required=True)
+
+    train = sub.add_parser("train", help="train agents from a YAML config (default: the main job)")
+    train.add_argument("config", nargs="?", help=f"config file or preset name (default {DEFAULT_CONFIG})")
+    train.add_argument("--out", help="run folder (default runs/<name>)")
+    train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                       help="override a config value, e.g. --set train.iterations=50 (repeatable)")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder's run")
+    train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.set_defaults(func=cmd_train)
+
+    for name, func, helptext in (("eval", cmd_eval, "cross-play tournament between agents"),
+                                 ("play", cmd_play, "play one game between two agents, print it")):
+        command = sub.add_parser(name, help=helptext)
+        command.add_argument("--game", default="ipd", help="game name (default ipd)")
+        command.add_argument("--agents", required=True,
+                             help="comma-separated agents: scripted names (tft, alld, ...), run:DIR, human")
+        command.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
+                             help="game parameter, e.g. --param n_rounds=20 (repeatable)")
+        command.add_argument("--seed", type=int, default=0, help="first game seed (default 0)")
+        command.set_defaults(func=func)
+        if name == "eval":
+            command.add_argument("--games", type=int, default=200, help="games per pair (default 200)")
+            command.add_argument("--out", help="folder to write matrix.json into")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    try:
+        args.func(args)
+    except UsageError as error:
+        Console(stderr=True, soft_wrap=True).print(f"error: {error}", style="red", markup=False,
+                                                 highlight=False)
+        return 2
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

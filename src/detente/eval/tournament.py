@@ -1,0 +1,153 @@
+"""Cross-play tournaments: every agent against every agent, in both seats.
+
+Each unordered pair {i, j} (self-pairs included) plays ``games_per_pair``
+games with seeds ``seed, seed+1, ...``; game k seats agent i in seat k mod 2,
+so both seats are covered and every cell shares the same environment seeds
+(common random numbers). Cell (i, j) is the mean per-round reward of the row
+agent i against j, with a 95% confidence interval 1.96 * sd / sqrt(n) over
+the games' per-round means.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+from detente.eval.stats import Counter, matrix_behaviour
+from detente.games.base import Game, Seat
+from detente.games.ipd import MatrixGame
+from detente.policies.base import Policy
+from detente.rollout.play import play
+
+Z95 = 1.96
+
+
+@dataclass
+class CrossPlay:
+    """The result of a tournament; ``to_json()`` is what ``matrix.json`` holds."""
+
+    game: str
+    agents: list[str]
+    games_per_pair: int
+    mean_reward: list[list[float]]
+    ci95: list[list[float]]
+    welfare: list[list[float]]
+    """Mean per-round total reward of both players in the pairing."""
+    efficiency: list[list[float]]
+    """Realised total / best possible total of the pairing's games."""
+    invalid_rate: list[float]
+    behaviour: dict[str, dict[str, float | None]] = field(default_factory=dict)
+
+    def round_robin(self) -> list[float]:
+        """Each row agent's mean reward per round, averaged over all columns."""
+        return [sum(row) / len(row) for row in self.mean_reward]
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "game": self.game,
+            "agents": self.agents,
+            "mean_reward": self.mean_reward,
+            "ci95": self.ci95,
+            "games_per_pair": self.games_per_pair,
+            "stats": {
+                "welfare": self.welfare,
+                "efficiency": self.efficiency,
+                "round_robin": self.round_robin(),
+                "invalid_rate": self.invalid_rate,
+                "behaviour": self.behaviour,
+            },
+        }
+
+
+def cross_play(
+    make_game: Callable[[], Game],
+    agents: dict[str, Policy],
+    games_per_pair: int,
+    seed: int = 0,
+    on_pair_done: Callable[[], None] | None = None,
+) -> CrossPlay:
+    """Play the full tournament between ``agents`` (name -> policy)."""
+    if games_per_pair < 1:
+        raise ValueError(f"games_per_pair must be >= 1, got {games_per_pair}")
+    if not agents:
+        raise ValueError("a tournament needs at least one agent")
+    names = list(agents)
+    n = len(names)
+    cells = [[_Cell() for _ in range(n)] for _ in range(n)]
+    seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]
+    invalid = [Counter() for _ in range(n)]  # per agent: hits = invalid decisions
+
+    for i in range(n):
+        for j in range(i, n):
+            seats = [(i, j) if k % 2 == 0 else (j, i) for k in range(games_per_pair)]
+            episodes = play(
+                [make_game() for _ in seats],
+                [(agents[names[a]], agents[names[b]]) for a, b in seats],
+                [seed + k for k in range(games_per_pair)],
+            )
+            for pair, episode in zip(seats, episodes, strict=True):
+                game = episode.game
+                returns = game.returns()
+                for seat, agent in enumerate(pair):
+                    cells[agent][pair[1 - seat]].per_round.append(returns[seat] / game.n_rounds)
+                    seat_games[agent].append((game, seat))
+                    for decision in episode.decisions:
+                        if decision.seat == seat:
+                            invalid[agent].add(not decision.valid)
+                for x, y in {pair, pair[::-1]}:
+                    cells[x][y].add(sum(returns), game.max_welfare(), game.n_rounds)
+            if on_pair_done is not None:
+                on_pair_done()
+
+    result = CrossPlay(
+        game=make_game().name, agents=names, games_per_pair=games_per_pair,
+        mean_reward=[[c.mean for c in row] for row in cells],
+        ci95=[[c.ci95 for c in row] for row in cells],
+        welfare=[[c.total / c.rounds for c in row] for row in cells],
+        efficiency=[[c.total / c.best if c.best else math.nan for c in row] for row in cells],
+        invalid_rate=[c.rate or 0.0 for c in invalid],
+    )
+    result.behaviour = _behaviour(names, seat_games)
+    return result
+
+
+@dataclass
+class _Cell:
+    """Running figures of one (row agent, column agent) cell."""
+
+    per_round: list[float] = field(default_factory=list)
+    """Row agent's mean per-round reward in each game."""
+    total: float = 0.0
+    best: float = 0.0
+    rounds: int = 0
+
+    def add(self, total: float, best: float, rounds: int) -> None:
+        self.total += total
+        self.best += best
+        self.rounds += rounds
+
+    @property
+    def mean(self) -> float:
+        return sum(self.per_round) / len(self.per_round)
+
+    @property
+    def ci95(self) -> float:
+        """Half-width of the normal 95% interval of the mean; 0 for a single game."""
+        xs = self.per_round
+        if len(xs) < 2:
+            return 0.0
+        mu = self.mean
+        var = sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)
+        return Z95 * math.sqrt(var / len(xs))
+
+
+def _behaviour(
+    names: Sequence[str], seat_games: list[list[tuple[Game, Seat]]]
+) -> dict[str, dict[str, float | None]]:
+    out: dict[str, dict[str, float | None]] = {}
+    for name, games in zip(names, seat_games, strict=True):
+        if games and all(isinstance(g, MatrixGame) for g, _ in games):
+            out[name] = matrix_behaviour(games).as_dict()
+    return out

@@ -1,0 +1,68 @@
+"""Cross-play tournaments and behaviour statistics on the scripted IPD zoo."""
+
+import math
+
+import pytest
+
+from detente.eval.tournament import cross_play
+from detente.games import make_game
+from detente.policies.scripted import make_scripted
+
+ZOO = ["tft", "alld", "allc", "grim", "wsls"]
+
+
+@pytest.fixture(scope="module")
+def result():
+    game = make_game("ipd")
+    return cross_play(lambda: make_game("ipd"), {n: make_scripted(n, game) for n in ZOO}, 20)
+
+
+def test_cells_are_the_row_agents_per_round_reward(result):
+    i = {name: k for k, name in enumerate(ZOO)}
+    mean = result.mean_reward
+    assert mean[i["alld"]][i["tft"]] == pytest.approx(1.4)  # 14 points in 10 rounds
+    assert mean[i["tft"]][i["alld"]] == pytest.approx(0.9)  # 9 points in 10 rounds
+    assert mean[i["alld"]][i["allc"]] == pytest.approx(5.0)
+    assert mean[i["allc"]][i["alld"]] == pytest.approx(0.0)
+    assert mean[i["tft"]][i["tft"]] == pytest.approx(3.0)
+    assert result.welfare[i["alld"]][i["tft"]] == pytest.approx(2.3)
+
+
+def test_reciprocators_beat_always_defect_in_the_round_robin(result):
+    average = dict(zip(ZOO, result.round_robin(), strict=True))
+    assert average["tft"] > average["alld"]
+    assert average["grim"] > average["alld"]
+
+
+def test_deterministic_pairings_have_zero_width_intervals_random_ones_do_not():
+    game = make_game("ipd")
+    agents = {"tft": make_scripted("tft", game), "random": make_scripted("random", game)}
+    result = cross_play(lambda: make_game("ipd"), agents, 50)
+    assert result.ci95[0][0] == 0.0
+    assert result.ci95[1][1] > 0.0
+    assert 0.0 < result.mean_reward[1][1] < 5.0
+
+
+def test_behaviour_rates(result):
+    assert result.behaviour["tft"]["retaliation_rate"] == 1.0
+    assert result.behaviour["allc"]["cooperation_rate"] == 1.0
+    assert result.behaviour["allc"]["retaliation_rate"] == 0.0
+    assert result.behaviour["alld"]["cooperation_rate"] == 0.0
+    # tit-for-tat's partners in this zoo never return to C after a D: no forgiveness data
+    assert result.behaviour["tft"]["forgiveness_rate"] is None
+
+
+def test_efficiency_is_realised_over_best_possible(result):
+    # mutual cooperation gives 6 of a best possible 6 per round (3+3 beats 5+0)
+    assert result.efficiency[0][0] == pytest.approx(1.0)
+    assert result.efficiency[1][1] == pytest.approx(2 / 6)
+    assert not any(math.isnan(x) for row in result.efficiency for x in row)
+
+
+def test_json_shape(result):
+    data = result.to_json()
+    assert set(data) == {"game", "agents", "mean_reward", "ci95", "games_per_pair", "stats"}
+    n = len(ZOO)
+    assert data["agents"] == ZOO and data["games_per_pair"] == 20
+    assert len(data["mean_reward"]) == n and all(len(row) == n for row in data["mean_reward"])
+    assert len(data["ci95"]) == n and all(len(row) == n for row in data["ci95"])
