@@ -10,13 +10,19 @@ from functools import partial
 from typing import Any
 
 from detente.games.base import Game
+from detente.games.deal import DealGame
 from detente.games.ipd import MatrixGame
+from detente.games.split import SplitGame
+from detente.games.trust_split import TrustSplitGame
 
 GAMES: dict[str, Callable[..., Game]] = {
     "ipd": partial(MatrixGame, "prisoners_dilemma"),
     "stag_hunt": partial(MatrixGame, "stag_hunt"),
     "chicken": partial(MatrixGame, "chicken"),
     "matrix": MatrixGame,
+    "split": SplitGame,
+    "trust_split": TrustSplitGame,
+    "deal": DealGame,
 }
 
 

@@ -9,9 +9,12 @@ from __future__ import annotations
 
 from detente.games.base import Game
 from detente.policies.scripted.base import Scripted
+from detente.policies.scripted.deal import STRATEGIES as DEAL
 from detente.policies.scripted.matrix import STRATEGIES as MATRIX
+from detente.policies.scripted.split import STRATEGIES as SPLIT
+from detente.policies.scripted.trust_split import STRATEGIES as TRUST_SPLIT
 
-REGISTRY: tuple[type[Scripted], ...] = (*MATRIX,)
+REGISTRY: tuple[type[Scripted], ...] = (*MATRIX, *SPLIT, *TRUST_SPLIT, *DEAL)
 
 
 def scripted_names(game: Game) -> list[str]:
