@@ -80,7 +80,7 @@ def resolve_config(name: str) -> Path:
 def _print_summary(result: Any, agent: str, out: Path) -> None:
     i = result.agents.index(agent)
     behaviour = result.behaviour.get(agent, {})
-    table = Table(title=f"Trained agent ({agent}) per-round reward")
+    table = Table(title=f"{agent}: reward per round in cross-play")
     table.add_column("opponent")
     table.add_column("reward / round", justify="right")
     table.add_column("opponent's", justify="right")
@@ -89,6 +89,8 @@ def _print_summary(result: Any, agent: str, out: Path) -> None:
         table.add_row(label, f"{result.mean_reward[i][j]:.2f} ± {result.ci95[i][j]:.2f}",
                       f"{result.mean_reward[j][i]:.2f}")
     console.print(table)
+    if behaviour:
+        console.print("behaviour over all its cross-play games:")
     for key, value in behaviour.items():
         console.print(f"{key}: {'n/a' if value is None else f'{value:.2f}'}")
     console.print(f"metrics: {out / 'metrics.jsonl'}   cross-play: {out / 'matrix.json'}")

@@ -1,0 +1,65 @@
+"""The policy-gradient loss of SPEC section 3, shared by every trainer.
+
+``L = (1/N) sum [ -C * rho * log pi + kappa * rho * k3 - eta * H ]`` over the
+N decisions (or tokens) that count, with the truncated importance weight
+``rho = min(exp(log pi_train - log pi_sampler), rho_max)`` (detached; 1 when
+the sampler is the trained policy) and ``k3 = exp(d) - 1 - d``,
+``d = log pi_ref - log pi``. The tabular trainer uses it with ``rho = 1`` and
+``kappa = 0``.
+
+Sources: Piche et al., arXiv 2511.19405 (2025) and its public code;
+``k3`` is Schulman's low-variance KL estimator (http://joschu.net/blog/kl-approx.html).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import Tensor
+
+
+def policy_loss(
+    logp: Tensor,
+    C: Tensor,
+    H: Tensor,
+    *,
+    eta: float = 0.0,
+    mask: Tensor | None = None,
+    logp_sampler: Tensor | None = None,
+    rho_max: float = 2.0,
+    logp_ref: Tensor | None = None,
+    kappa: float = 0.0,
+) -> Tensor:
+    """Scalar ``L = (1/N) sum [ -C * rho * logp + kappa * rho * k3 - eta * H ]``.
+
+    Every tensor has one shape ``(*S)`` (e.g. ``(B, T)`` decisions or
+    ``(B, N)`` tokens): ``logp`` log-probability of the taken action under the
+    trained policy (carries the gradient), ``C`` its credit (detached here),
+    ``H`` the policy's entropy at that decision, ``mask`` 1 where a decision
+    counts. ``logp_sampler`` None means rho = 1; ``kappa > 0`` needs ``logp_ref``.
+    """
+    for name, x in (("C", C), ("H", H), ("mask", mask), ("logp_sampler", logp_sampler),
+                    ("logp_ref", logp_ref)):
+        if x is not None and x.shape != logp.shape:
+            raise ValueError(f"{name} shape {tuple(x.shape)} differs from logp shape {tuple(logp.shape)}")
+    if kappa > 0 and logp_ref is None:
+        raise ValueError("kappa > 0 needs logp_ref (log-probs under the reference policy)")
+    rho = torch.ones_like(logp) if logp_sampler is None else truncated_ratio(logp, logp_sampler, rho_max)
+    per_decision = -C.detach() * rho * logp - eta * H
+    if kappa > 0:
+        per_decision = per_decision + kappa * rho * k3(logp, logp_ref)  # type: ignore[arg-type]
+    if mask is None:
+        return per_decision.mean()
+    m = mask.to(per_decision.dtype)
+    N = m.sum().clamp(min=1)  # decisions that count
+    return (per_decision * m).sum() / N
+
+
+def truncated_ratio(logp: Tensor, logp_sampler: Tensor, rho_max: float) -> Tensor:
+    """``rho = min(exp(logp - logp_sampler), rho_max)``, detached."""
+    return torch.exp(logp.detach() - logp_sampler).clamp(max=rho_max)
+
+
+def k3(logp: Tensor, logp_ref: Tensor) -> Tensor:
+    """``k3 = exp(d) - 1 - d`` with ``d = logp_ref - logp``: a per-sample estimate of KL(pi || ref), >= 0."""
+    d = logp_ref - logp
+    return torch.exp(d) - 1 - d

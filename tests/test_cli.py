@@ -1,0 +1,38 @@
+"""The command line as a user meets it: tables, files, one-line errors."""
+
+import json
+
+from detente.cli import main
+
+
+def test_eval_writes_the_documented_matrix(tmp_path, capsys):
+    code = main(["eval", "--game", "ipd", "--agents", "tft,alld,allc,grim,wsls", "--games", "20",
+                 "--out", str(tmp_path)])
+    assert code == 0
+    data = json.loads((tmp_path / "matrix.json").read_text())
+    assert data["game"] == "ipd"
+    assert data["agents"] == ["tft", "alld", "allc", "grim", "wsls"]
+    assert data["games_per_pair"] == 20
+    assert {"mean_reward", "ci95"} <= set(data)
+    average = dict(zip(data["agents"], data["stats"]["round_robin"], strict=True))
+    assert average["tft"] > average["alld"] and average["grim"] > average["alld"]
+    assert "alld" in capsys.readouterr().out
+
+
+def test_unknown_agent_is_one_line_and_status_2(capsys):
+    assert main(["eval", "--agents", "tft,nosuch"]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: no scripted strategy 'nosuch'") and "\n" not in err
+
+
+def test_bad_config_value_is_one_line_and_status_2(capsys, tmp_path):
+    assert main(["train", "--set", "train.lr=-1", "--out", str(tmp_path / "r")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err == "error: train.lr: Input should be greater than 0"
+    assert not (tmp_path / "r").exists()
+
+
+def test_play_prints_each_decision_and_the_totals(capsys):
+    assert main(["play", "--agents", "alld,tft", "--param", "n_rounds=3"]) == 0
+    out = capsys.readouterr().out
+    assert "round 3" in out and "total: alld 7, tft 2" in out
