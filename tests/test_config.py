@@ -44,3 +44,40 @@ def test_unreadable_file(tmp_path):
     path.write_text("a: [1, 2\n")
     with pytest.raises(ConfigError, match="cannot read config"):
         load_config(path)
+
+
+def test_learning_rate_default_follows_the_agent_kind():
+    assert load_config(None).train.lr == 0.1
+    assert load_config(None, ["agent.kind=llm"]).train.lr == 3e-6
+    assert load_config(None, ["agent.kind=llm", "train.lr=0.001"]).train.lr == 0.001
+
+
+@pytest.mark.parametrize(
+    ("overrides", "message"),
+    [
+        (["buffer.enabled=true", "coplayer=alld", "agent.kind=llm"], "buffer.enabled needs coplayer 'self'"),
+        (["train.epochs=2"], "llm options; the tabular learner does not use them"),
+    ],
+)
+def test_cross_field_rules(overrides, message):
+    with pytest.raises(ConfigError) as info:
+        load_config(None, overrides)
+    assert message in str(info.value)
+
+
+def test_extends_merges_sections_and_rejects_cycles(tmp_path):
+    (tmp_path / "base.yaml").write_text(
+        "name: base\ntrain: {iterations: 5, lr: 0.5}\ngame: {params: {n_rounds: 3}}\n")
+    (tmp_path / "child.yaml").write_text("extends: base\nname: child\ntrain: {iterations: 9}\n")
+    config = load_config(tmp_path / "child.yaml")
+    assert (config.name, config.train.iterations, config.train.lr) == ("child", 9, 0.5)
+    assert config.game.params == {"n_rounds": 3}
+    (tmp_path / "loop.yaml").write_text("extends: loop\n")
+    with pytest.raises(ConfigError, match="extends itself"):
+        load_config(tmp_path / "loop.yaml")
+
+
+def test_a_preset_can_extend_a_shipped_preset(tmp_path):
+    (tmp_path / "mine.yaml").write_text("extends: ipd_tabular_naive\ntrain: {iterations: 3}\n")
+    config = load_config(tmp_path / "mine.yaml")
+    assert config.credit.algorithm == "naive" and config.train.iterations == 3

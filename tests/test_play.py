@@ -56,5 +56,13 @@ def test_one_policy_answers_all_its_decisions_of_a_step_in_one_call():
 def test_mismatched_lengths_are_rejected():
     game = make_game("ipd")
     allc = make_scripted("allc", game)
-    with pytest.raises(ValueError, match="one seating and one seed per game"):
+    with pytest.raises(ValueError, match="one seating, one seed and one stream per game"):
         play([game], [(allc, allc)], [0, 1])
+
+
+def test_games_sharing_a_seed_differ_only_through_their_streams():
+    games = [make_game("ipd", n_rounds=20) for _ in range(3)]
+    player = make_scripted("random", games[0])
+    play(games, [(player, player)] * 3, [7, 7, 7], streams=["a", "a", "b"])
+    assert games[0].moves == games[1].moves
+    assert games[0].moves != games[2].moves

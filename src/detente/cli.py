@@ -10,7 +10,6 @@ import argparse
 import json
 import sys
 from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -32,7 +31,16 @@ class UsageError(Exception):
 def cmd_train(args: argparse.Namespace) -> None:
     from detente.config import ConfigError, dump_config, load_config
 
-    path = resolve_config(args.config or DEFAULT_CONFIG)
+    if args.resume:
+        if args.config or args.set or args.out:
+            raise UsageError("--resume DIR continues the run in DIR with its own config; "
+                             "give no config, --set or --out with it")
+        out = Path(args.resume)
+        path = out / CONFIG
+        if not path.exists():
+            raise UsageError(f"{out} is not a run folder: {path} is missing")
+    else:
+        path = resolve_config(args.config or DEFAULT_CONFIG)
     try:
         config = load_config(path, args.set)
     except ConfigError as error:
@@ -40,23 +48,26 @@ def cmd_train(args: argparse.Namespace) -> None:
     if args.print_config:
         console.print(dump_config(config), end="", markup=False)
         return
-    out = Path(args.out) if args.out else Path("runs") / config.name
-    if (out / CONFIG).exists() and not args.overwrite:
-        raise UsageError(f"{out} already holds a run; pass --overwrite or choose another --out")
-    write_atomic(out / CONFIG, dump_config(config))
+    if not args.resume:
+        out = Path(args.out) if args.out else Path("runs") / config.name
+        if (out / CONFIG).exists() and not args.overwrite:
+            raise UsageError(f"{out} already holds a run; pass --overwrite, --resume {out} "
+                             "or choose another --out")
+    if args.resume and config.agent.kind == "tabular":
+        raise UsageError("tabular runs take seconds and keep no resume state: train again instead")
     console.print(f"[bold]detente train[/] {config.name}: {config.credit.algorithm} on {config.game.name}, "
-                  f"co-player {config.coplayer}, {config.train.iterations} iterations -> {out}")
-
-    from detente.train.tabular import train_tabular
-
+                  f"{config.agent.kind} agent, co-player {config.coplayer}, "
+                  f"{config.train.iterations} iterations -> {out}")
     with _progress() as progress:
         task = progress.add_task("training", total=config.train.iterations, status="")
 
         def on_iteration(metrics: dict[str, Any]) -> None:
-            status = f"reward {metrics['reward_mean']:.2f}  coop {metrics['cooperation_rate']:.2f}"
-            progress.update(task, advance=1, status=status)
+            status = f"reward {metrics['reward_mean']:.2f}"
+            if metrics.get("cooperation_rate") is not None:
+                status += f"  coop {metrics['cooperation_rate']:.2f}"
+            progress.update(task, completed=metrics["iteration"] + 1, status=status)
 
-        train_tabular(config, out, on_iteration)
+        _run_trainer(config, out, on_iteration, resume=bool(args.resume))
 
     agents = [f"run:{out}", *config.eval_opponents]
     result = _tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed)
@@ -64,17 +75,32 @@ def cmd_train(args: argparse.Namespace) -> None:
     _print_summary(result, agents[0], out)
 
 
+def _run_trainer(config: Any, out: Path, on_iteration: Any, resume: bool) -> None:
+    if config.agent.kind == "tabular":
+        from detente.train.tabular import train_tabular
+
+        train_tabular(config, out, on_iteration)
+        return
+    from detente.models import ModelNotFound
+    from detente.train.llm import train_llm
+
+    try:
+        train_llm(config, out, on_iteration, resume=resume)
+    except (ModelNotFound, FileNotFoundError) as error:
+        raise UsageError(str(error)) from None
+
+
 def resolve_config(name: str) -> Path:
     """A config file path, or the name of a preset shipped with detente (``ipd_tabular_naive``)."""
+    from detente.config import ConfigError, preset_path
+
     path = Path(name)
     if path.exists():
         return path
-    preset = resources.files("detente") / "configs" / f"{name.removesuffix('.yaml')}.yaml"
-    if preset.is_file():
-        return Path(str(preset))
-    presets = sorted(p.name.removesuffix(".yaml") for p in (resources.files("detente") / "configs").iterdir()
-                     if p.name.endswith(".yaml"))
-    raise UsageError(f"no config file {name!r} and no preset of that name; presets: {', '.join(presets)}")
+    try:
+        return preset_path(name)
+    except ConfigError as error:
+        raise UsageError(str(error)) from None
 
 
 def _print_summary(result: Any, agent: str, out: Path) -> None:
@@ -111,17 +137,15 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int, seed: int) -> Any:
-    from detente.agents import make_agent
+    from detente.agents import make_agents
     from detente.eval.tournament import cross_play
     from detente.games import make_game
 
     try:
         probe = make_game(game, **params)
-        policies = {name: make_agent(name, probe) for name in agents}
+        policies = make_agents(agents, probe)
     except (TypeError, ValueError) as error:
         raise UsageError(str(error)) from None
-    if len(policies) != len(agents):
-        raise UsageError("each agent may be named only once in --agents")
     pairs = len(agents) * (len(agents) + 1) // 2
     with _progress() as progress:
         task = progress.add_task("cross-play", total=pairs, status=f"{games} games per pair")
@@ -206,6 +230,8 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set train.iterations=50 (repeatable)")
     train.add_argument("--overwrite", action="store_true", help="replace an existing run folder's run")
+    train.add_argument("--resume", metavar="DIR", help="continue the llm run in DIR after its last "
+                       "saved iteration")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.set_defaults(func=cmd_train)
 

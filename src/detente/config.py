@@ -9,6 +9,8 @@ way. Where a default comes from the paper's code it says so.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -16,6 +18,9 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from detente.games import make_game
+
+DEFAULT_LR = {"tabular": 0.1, "llm": 3e-6}
+"""Adam learning rate when a config gives none: tabular from docs/reproduction.md, llm from the paper."""
 
 
 class Strict(BaseModel):
@@ -40,11 +45,23 @@ class GameConfig(Strict):
 
 # ---------------------------------------------------------------- agent
 class AgentConfig(Strict):
-    kind: Literal["tabular"] = Field("tabular", description="Learner type. tabular: a memory-1 policy "
-                                     "for 2x2 matrix games (a logit per previous joint action plus "
-                                     "one for the first round).")
-    init_logit: float = Field(0.0, description="Initial logit of cooperation in every state "
+    kind: Literal["tabular", "llm"] = Field("tabular", description="Learner type. tabular: a memory-1 "
+                                            "policy for 2x2 matrix games (a logit per previous joint "
+                                            "action plus one for the first round). llm: a language "
+                                            "model with a LoRA adapter.")
+    init_logit: float = Field(0.0, description="tabular: initial logit of cooperation in every state "
                               "(0 = cooperate with probability 0.5).")
+    model: str = Field("smollm2", description="llm: 'smollm2' (the embedded SmolLM2-135M-Instruct) or a "
+                       "Hugging Face model name or local path. Paper: Qwen2.5-7B-Instruct.")
+    lora_r: int = Field(32, ge=1, description="llm: LoRA rank on every linear layer (paper: 32).")
+    lora_alpha: int = Field(64, ge=1, description="llm: LoRA alpha (paper: 64).")
+    temperature: float = Field(1.0, ge=0.0, description="llm: sampling temperature (paper: 1.0; 0 = "
+                               "greedy, which records no usable log-probabilities for training).")
+    system_prompt: str | None = Field(None, description="llm: optional system turn at the start of "
+                                      "every chat.")
+    max_message_tokens: int | None = Field(None, ge=1, description="llm: token limit of a free-text "
+                                           "message; None derives it from the game's character limit.")
+    act_batch_size: int = Field(16, ge=1, description="llm: chats per forward pass when acting.")
 
 
 # ---------------------------------------------------------------- credit
@@ -70,10 +87,35 @@ class TrainConfig(Strict):
     iterations: int = Field(300, ge=1, description="Policy updates (one rollout batch each).")
     games_per_iteration: int = Field(128, ge=2, description="Games played per iteration. Paper code: "
                                      "128 IPD, 64 Split/TAS.")
-    lr: float = Field(0.1, gt=0.0, description="Adam learning rate.")
+    lr: float = Field(DEFAULT_LR["tabular"], gt=0.0, description="Adam learning rate. Left out, it is "
+                      "0.1 for tabular agents and 3e-6 for llm agents (paper).")
     entropy_coef: float = Field(0.0, ge=0.0, description="eta, entropy bonus. Paper code: 0.01 for IPD "
                                 "Advantage Alignment.")
+    kl_coef: float = Field(0.0, ge=0.0, description="kappa, weight of the k3 KL to the reference model "
+                           "(adapter off). Paper code: 0.001 Split/TAS, 0 IPD. llm only.")
+    rho_max: float = Field(2.0, ge=1.0, description="Truncation of the importance weight rho (paper: 2).")
     grad_clip: float = Field(1.0, gt=0.0, description="Gradient-norm clip (paper code: 1.0).")
+    epochs: int = Field(1, ge=1, description="Passes over each batch. 1 = the paper's single update; "
+                        "> 1 = the proximal variant with PPO clipping on the same credit. llm only.")
+    clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip range, used when epochs > 1.")
+    micro_batch: int = Field(8, ge=1, description="llm: chats per forward/backward when computing the "
+                             "loss (gradients are accumulated; only memory depends on it).")
+    checkpoint_every: int = Field(10, ge=1, description="llm: keep checkpoints/iter_N every this many "
+                                  "iterations (the resume state is saved after every iteration).")
+    transcripts: int = Field(4, ge=0, description="llm: games per iteration written to "
+                             "transcripts/iter_N.jsonl.")
+
+
+class BufferConfig(Strict):
+    """Opponent buffer of SPEC 3: past checkpoints of the learner as co-players."""
+
+    enabled: bool = Field(False, description="Play some games against past checkpoints of the learner "
+                          "(paper: on for Advantage Alignment runs). Needs coplayer 'self'.")
+    every: int = Field(10, ge=1, description="Add the learner's current adapter to the buffer every this "
+                       "many iterations (paper: 10).")
+    prob: float = Field(0.5, ge=0.0, le=1.0, description="Probability that a seed group's co-player is a "
+                        "past checkpoint rather than the live policy (paper: 0.5). Only the learner's "
+                        "seat of those games is trained.")
 
 
 class RunConfig(Strict):
@@ -84,10 +126,12 @@ class RunConfig(Strict):
     game: GameConfig = Field(default_factory=GameConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     coplayer: str = Field("self", description="Who the learner plays: 'self' (self-play; both seats "
-                          "share and train the same parameters) or a scripted strategy (e.g. alld), "
-                          "which stays fixed.")
+                          "share and train the same parameters), a scripted strategy (e.g. alld), "
+                          "'base' (llm: the untrained base model) or run:DIR (a frozen trained agent "
+                          "of the same kind). Everything but 'self' stays fixed.")
     credit: CreditConfig = Field(default_factory=CreditConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
+    buffer: BufferConfig = Field(default_factory=BufferConfig)
     eval_games: int = Field(200, ge=1, description="Games per opponent in the final evaluation.")
     eval_opponents: list[str] = Field(default_factory=lambda: ["alld", "allc", "tft"],
                                       description="Scripted opponents of the final evaluation.")
@@ -99,12 +143,31 @@ class RunConfig(Strict):
             raise ValueError("coplayer must be 'self' or a scripted strategy name")
         return value
 
+    @model_validator(mode="before")
+    @classmethod
+    def _default_lr(cls, data: Any) -> Any:
+        """An llm config that leaves out ``train.lr`` gets the llm default, not the tabular one."""
+        if not isinstance(data, dict):
+            return data
+        agent, train = data.get("agent") or {}, data.get("train") or {}
+        if isinstance(agent, dict) and isinstance(train, dict) and "lr" not in train \
+                and agent.get("kind") == "llm":
+            data = {**data, "train": {**train, "lr": DEFAULT_LR["llm"]}}
+        return data
+
     @model_validator(mode="after")
     def _cross_field(self) -> RunConfig:
         k, n = self.credit.group_size, self.train.games_per_iteration
         if self.credit.group_baseline and n % k:
             raise ValueError(f"train.games_per_iteration ({n}) must be divisible by "
                              f"credit.group_size ({k}) when credit.group_baseline is on")
+        if self.buffer.enabled and self.coplayer != "self":
+            raise ValueError(f"buffer.enabled needs coplayer 'self' (got {self.coplayer!r}): the buffer "
+                             "holds past checkpoints of a self-playing learner")
+        if self.agent.kind == "tabular" and (self.buffer.enabled or self.train.epochs > 1
+                                            or self.train.kl_coef > 0):
+            raise ValueError("buffer, train.epochs > 1 and train.kl_coef are llm options; the tabular "
+                             "learner does not use them")
         return self
 
 
@@ -112,16 +175,13 @@ class ConfigError(ValueError):
     """A config file or override is wrong; the message is one line for the user."""
 
 
-def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # type: ignore[assignment]
+EXTENDS = "extends"
+"""Config key naming a preset (or a file, relative to this one) whose values this file overrides."""
+
+
+def load_config(path: Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     """Read a YAML config (or the defaults when ``path`` is None) and apply ``key.sub=value`` overrides."""
-    data: dict[str, Any] = {}
-    if path is not None:
-        try:
-            data = yaml.safe_load(Path(path).read_text()) or {}
-        except (OSError, yaml.YAMLError) as error:
-            raise ConfigError(f"cannot read config {path}: {error}") from None
-        if not isinstance(data, dict):
-            raise ConfigError(f"config {path} must be a mapping of keys to values")
+    data = _read(Path(path), seen=()) if path is not None else {}
     for override in overrides:
         _apply_override(data, override)
     try:
@@ -130,6 +190,46 @@ def load_config(path: Path | None, overrides: list[str] = ()) -> RunConfig:  # t
         first = error.errors()[0]
         where = ".".join(str(p) for p in first["loc"]) or "config"
         raise ConfigError(f"{where}: {first['msg']}") from None
+
+
+def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
+    """The mapping in ``path``, on top of the file its ``extends`` key names (recursively)."""
+    if path.resolve() in seen:
+        raise ConfigError(f"config {path} extends itself (through {' -> '.join(map(str, seen))})")
+    try:
+        data = yaml.safe_load(path.read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read config {path}: {error}") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"config {path} must be a mapping of keys to values")
+    parent = data.pop(EXTENDS, None)
+    if parent is None:
+        return data
+    base = path.parent / f"{str(parent).removesuffix('.yaml')}.yaml"
+    if not base.exists():
+        base = preset_path(str(parent))
+    return _merge(_read(base, (*seen, path.resolve())), data)
+
+
+def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base``, section by section (a mapping merges, anything else replaces)."""
+    merged = dict(base)
+    for key, value in top.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = _merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def preset_path(name: str) -> Path:
+    """The preset config shipped with detente called ``name`` (``ipd_tabular_naive``)."""
+    folder = resources.files("detente") / "configs"
+    preset = folder / f"{name.removesuffix('.yaml')}.yaml"
+    if not preset.is_file():
+        known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
+        raise ConfigError(f"no config file {name!r} and no preset of that name; presets: {', '.join(known)}")
+    return Path(str(preset))
 
 
 def _apply_override(data: dict[str, Any], override: str) -> None:

@@ -49,16 +49,21 @@ def play(
     seatings: Sequence[tuple[Policy, Policy]],
     seeds: Sequence[int],
     max_tries: int = 3,
+    streams: Sequence[int | str] | None = None,
 ) -> list[Episode]:
     """Reset ``games[i]`` with ``seeds[i]`` and play it to the end with ``seatings[i]``.
 
     ``seatings[i] = (policy in seat 0, policy in seat 1)``; the same policy
-    object may sit in many games and in both seats.
+    object may sit in many games and in both seats. ``streams[i]`` seeds the
+    players' randomness in game i (default: the game's seed). Games that share
+    a seed to share their environment (a seed group) need distinct streams, or
+    the same players would repeat the same game.
     """
-    if not len(games) == len(seatings) == len(seeds):
+    streams = seeds if streams is None else streams
+    if not len(games) == len(seatings) == len(seeds) == len(streams):
         raise ValueError(
-            f"need one seating and one seed per game: {len(games)} games, "
-            f"{len(seatings)} seatings, {len(seeds)} seeds"
+            f"need one seating, one seed and one stream per game: {len(games)} games, "
+            f"{len(seatings)} seatings, {len(seeds)} seeds, {len(streams)} streams"
         )
     if max_tries < 1:
         raise ValueError(f"max_tries must be >= 1, got {max_tries}")
@@ -66,10 +71,10 @@ def play(
         policy.begin(len(games))
     episodes = []
     rngs = []
-    for game, seating, seed in zip(games, seatings, seeds, strict=True):
+    for game, seating, seed, stream in zip(games, seatings, seeds, streams, strict=True):
         game.reset(seed)
         episodes.append(Episode(game, (seating[0].name, seating[1].name)))
-        rngs.append(tuple(random.Random(f"{seed}:{seat}") for seat in SEATS))
+        rngs.append(tuple(random.Random(f"{stream}:{seat}") for seat in SEATS))
 
     while True:
         asks = [

@@ -54,6 +54,36 @@ def policy_loss(
     return (per_decision * m).sum() / N
 
 
+def clipped_policy_loss(
+    logp: Tensor,
+    logp_old: Tensor,
+    C: Tensor,
+    H: Tensor,
+    *,
+    eps: float = 0.2,
+    eta: float = 0.0,
+    logp_ref: Tensor | None = None,
+    kappa: float = 0.0,
+) -> Tensor:
+    """The proximal variant of :func:`policy_loss`:
+
+    ``L = mean[ -min(ratio * C, clip(ratio, 1-eps, 1+eps) * C) + kappa * k3 - eta * H ]``.
+
+    ``ratio = exp(logp - logp_old)`` carries the gradient (PPO, Schulman et al. 2017,
+    arXiv 1707.06347); ``C`` is the same credit as :func:`policy_loss` takes.
+    Several epochs over one batch stay close to the policy that sampled it.
+    """
+    if kappa > 0 and logp_ref is None:
+        raise ValueError("kappa > 0 needs logp_ref (log-probs under the reference policy)")
+    C = C.detach()
+    ratio = torch.exp(logp - logp_old)
+    surrogate = torch.minimum(ratio * C, ratio.clamp(1 - eps, 1 + eps) * C)
+    per_token = -surrogate - eta * H
+    if kappa > 0:
+        per_token = per_token + kappa * k3(logp, logp_ref)  # type: ignore[arg-type]
+    return per_token.mean()
+
+
 def truncated_ratio(logp: Tensor, logp_sampler: Tensor, rho_max: float) -> Tensor:
     """``rho = min(exp(logp - logp_sampler), rho_max)``, detached."""
     return torch.exp(logp.detach() - logp_sampler).clamp(max=rho_max)

@@ -1,0 +1,595 @@
+"""LLMPolicy: a language model with one LoRA adapter (or none) playing detente games.
+
+Design: DESIGN.md "policies/" and "Models"; the sampling follows the paper's
+setting (Piche et al., arXiv 2511.19405: temperature 1.0, LoRA on every linear
+layer) with exact sampling over legal actions instead of free text + parsing.
+
+* **One chat per (game slot, seat).** The game's new text for the seat is a
+  user turn, the policy's answers are assistant turns, formatted by the
+  tokenizer's own chat template. A rejected answer is followed by a short user
+  turn with the game's reason. The chat's token ids grow append-only: each
+  turn adds the tokens of the newly rendered text, the answers add exactly the
+  tokens that were sampled.
+* **Choices** (:class:`~detente.games.base.ChoiceSpec`) are sampled exactly:
+  every option's tokens are scored after the chat in one batched forward
+  (options packed as a token tree), and an option is drawn from
+  ``softmax(log p(option) / temperature)``.
+* **Proposals** (:class:`~detente.games.base.ProposalSpec`) are sampled field
+  by field: the reply is ``pieces[0] + v0 + pieces[1] + v1 + ...``; for field i
+  each value ``0..high`` (with the piece after it) is scored after the text so
+  far and one is drawn as above. The log-probability is the sum over fields.
+* **Messages** (:class:`~detente.games.base.MessageSpec`) are sampled token by
+  token at the temperature, up to a token limit derived from ``max_chars``;
+  a reply without the delimiters is wrapped in them. The game validates it.
+* **KV cache.** Each chat keeps the keys/values of its tokens between calls,
+  so a round costs its new tokens only (``use_cache=False`` recomputes every
+  chat from the start each call, for comparison).
+* **Records.** Every answer appends an :class:`ActionRecord` to
+  ``policy.trajectories[slot][seat]`` (a :class:`Trajectory`, reset by
+  :meth:`LLMPolicy.begin`): the action tokens, their log-probabilities, the
+  round, and where the tokens sit in the chat's token ids.
+
+Several policies can share one :class:`~detente.policies.llm_backend.LoRAModel`
+(one copy of the base weights): ``lm.policy("learner")``, ``lm.policy(None)``
+for the reference model, ``policy.with_adapter("past-10")``.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import torch
+
+from detente.games.base import ActionSpec, ChoiceSpec, MessageSpec, ParseError, ProposalSpec
+from detente.policies.base import Decision, Policy
+from detente.policies.llm_backend import KV, LoRAModel, PackedBatch, Query
+
+log = logging.getLogger(__name__)
+
+RETRY_TEXT = "Your previous answer was not accepted: {reason}. Answer again."
+"""User turn added after an answer the game rejected."""
+EMPTY_TEXT = "(No new information.)"
+"""User turn used when the game has nothing new to tell the seat."""
+_PROBE = "detente-probe-5e1f"
+
+Kind = Literal["choice", "proposal", "message"]
+
+
+# --------------------------------------------------------------------------
+# What is recorded
+# --------------------------------------------------------------------------
+@dataclass
+class ActionRecord:
+    """One answer of the policy, with what a trainer needs to score it again."""
+
+    round: int
+    """``decision.game.round`` when the answer was given."""
+    slot: int
+    seat: int
+    kind: Kind
+    reply: str
+    """The text handed to the game."""
+    token_ids: list[int]
+    """The action tokens: the assistant reply exactly as sampled/scored."""
+    token_logprobs: list[float]
+    """log p(token | chat before it) per action token, under the acting model (adapter
+    as acted, temperature 1, over the full vocabulary): what a teacher-forced forward
+    of the same weights recomputes."""
+    logprob: float
+    """log-probability of the reply under the sampling rule actually used (legal
+    options renormalised, temperature applied); 0.0 for greedy (temperature 0)."""
+    start: int | None
+    """Index of ``token_ids[0]`` in the chat's ``Trajectory.token_ids`` (None if the chat
+    had to be re-tokenised later, see ``Trajectory.resets``)."""
+    attempt: int = 0
+    """0 for a first answer, n for the n-th re-ask after rejected answers."""
+    adapter: str | None = None
+    """Adapter that acted (None: the base model)."""
+    choice: int | tuple[int, ...] | None = None
+    """The option index (choice) or counts (proposal) sampled; None for messages."""
+    distributions: list[list[float]] = field(default_factory=list)
+    """Per draw (one for a choice, one per field of a proposal): the sampling log-probability
+    of every option / value, so ``logprob`` is the sum of the drawn entries. Empty for messages."""
+    rejected: str | None = None
+    """Why the game refuses this reply (its parser's reason), None for a valid reply. Checked
+    when the reply is made, so it also covers a last try that ended in the game's fallback."""
+
+
+@dataclass
+class Trajectory:
+    """One seat's chat in one game: messages, token ids, and the policy's answers."""
+
+    messages: list[dict[str, str]] = field(default_factory=list)
+    token_ids: list[int] = field(default_factory=list)
+    """Every token of the chat so far, as the model saw it."""
+    records: list[ActionRecord] = field(default_factory=list)
+    resets: int = 0
+    """Times the chat template re-rendered history differently and the ids were rebuilt."""
+    text: str = field(default="", repr=False)
+    """The rendered text the token ids stand for."""
+    kv: KV | None = field(default=None, repr=False)
+    """Cached keys/values of a prefix of ``token_ids``."""
+
+    def action_mask(self) -> list[bool]:
+        """``mask[i]`` is True where ``token_ids[i]`` is an action token of some record."""
+        mask = [False] * len(self.token_ids)
+        for record in self.records:
+            if record.start is not None:
+                for i in range(record.start, record.start + len(record.token_ids)):
+                    mask[i] = True
+        return mask
+
+    def __len__(self) -> int:
+        return len(self.records)
+
+    def __iter__(self) -> Iterator[ActionRecord]:
+        return iter(self.records)
+
+    def __getitem__(self, index: int) -> ActionRecord:
+        return self.records[index]
+
+
+# --------------------------------------------------------------------------
+# Internal work items
+# --------------------------------------------------------------------------
+@dataclass
+class _Step:
+    """Forced tokens, then a draw among candidate token sequences."""
+
+    forced: list[int]
+    forced_text: str
+    candidates: list[list[int]]
+    texts: list[str]
+
+
+@dataclass
+class _Job:
+    decision: Decision
+    chat: Trajectory
+    kind: Kind
+    attempt: int
+    start: int
+    steps: list[_Step] = field(default_factory=list)
+    action_ids: list[int] = field(default_factory=list)
+    token_logprobs: list[float] = field(default_factory=list)
+    logprob: float = 0.0
+    picks: list[int] = field(default_factory=list)
+    distributions: list[list[float]] = field(default_factory=list)
+    content: str = ""
+    reply: str = ""
+
+
+# --------------------------------------------------------------------------
+# The policy
+# --------------------------------------------------------------------------
+class LLMPolicy(Policy):
+    """A language model answering game decisions with one LoRA adapter, or the base model.
+
+    ``model`` is a shared :class:`LoRAModel` or a name for
+    :func:`detente.models.load_model` (then a new LoRAModel with ``lora_r`` /
+    ``lora_alpha`` is made). ``adapter`` names the adapter to act with (added
+    fresh if the model does not have it yet); None acts with adapters off.
+    """
+
+    def __init__(
+        self,
+        model: LoRAModel | str = "smollm2",
+        adapter: str | None = None,
+        *,
+        name: str | None = None,
+        temperature: float = 1.0,
+        system_prompt: str | None = None,
+        use_cache: bool = True,
+        batch_size: int = 16,
+        max_message_tokens: int | None = None,
+        lora_r: int | None = None,
+        lora_alpha: int | None = None,
+        device: str | torch.device | None = None,
+        dtype: str | torch.dtype | None = None,
+    ) -> None:
+        if temperature < 0:
+            raise ValueError(f"temperature must be >= 0 (0 = greedy), got {temperature}")
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        if max_message_tokens is not None and max_message_tokens < 1:
+            raise ValueError(f"max_message_tokens must be >= 1, got {max_message_tokens}")
+        if isinstance(model, str):
+            lora = {k: v for k, v in (("lora_r", lora_r), ("lora_alpha", lora_alpha)) if v is not None}
+            model = LoRAModel.load(model, device=device, dtype=dtype, **lora)
+        elif lora_r is not None or lora_alpha is not None or device is not None or dtype is not None:
+            raise ValueError("lora_r, lora_alpha, device and dtype belong to the shared LoRAModel; "
+                             "set them when loading it")
+        if adapter is not None and adapter not in model.adapters:
+            model.add_adapter(adapter)
+        self.lm = model
+        self.adapter = adapter
+        self.name = name or f"llm:{adapter or 'base'}"
+        self.temperature = temperature
+        self.system_prompt = system_prompt
+        self.use_cache = use_cache
+        self.batch_size = batch_size
+        self.max_message_tokens = max_message_tokens
+        self.trajectories: list[list[Trajectory]] = []
+        """``trajectories[slot][seat]``: the chat and records of that seat in that game."""
+        self.stats: Counter[str] = Counter()
+        """Counts: decisions, invalid (replies the game's parser refuses), rejected (re-asks
+        received), wrapped and truncated messages, template_resets, forward_tokens,
+        generated_tokens, act_seconds."""
+        tokenizer = model.tokenizer
+        self._vocab = len(tokenizer)
+        self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
+        self._stop_ids = _stop_ids(model)
+        self._specials = _special_strings(tokenizer)
+        self._turn_tail = self._assistant_tail()
+        self._steps_cache: dict[ActionSpec, list[_Step]] = {}
+
+    def with_adapter(self, adapter: str | None, *, name: str | None = None) -> LLMPolicy:
+        """Another view on the same model and settings, acting with ``adapter``."""
+        return LLMPolicy(
+            self.lm, adapter, name=name, temperature=self.temperature, system_prompt=self.system_prompt,
+            use_cache=self.use_cache, batch_size=self.batch_size, max_message_tokens=self.max_message_tokens,
+        )
+
+    # -- Policy protocol ----------------------------------------------------
+    def begin(self, n_slots: int) -> None:
+        self.trajectories = [[self._new_chat(), self._new_chat()] for _ in range(n_slots)]
+
+    def act(self, decisions: Sequence[Decision]) -> list[str]:
+        started = time.perf_counter()
+        jobs = [self._open(d) for d in decisions]
+        scored = [j for j in jobs if j.kind != "message"]
+        written = [j for j in jobs if j.kind == "message"]
+        with self.lm.active(self.adapter) as model, torch.no_grad():
+            for chunk in _chunks(scored, self.batch_size):
+                self._score(model, chunk)
+            for chunk in _chunks(written, self.batch_size):
+                self._write(model, chunk)
+        for job in jobs:
+            self._close(job)
+        self.stats["decisions"] += len(jobs)
+        self.stats["act_seconds"] += time.perf_counter() - started  # type: ignore[assignment]
+        return [job.reply for job in jobs]
+
+    def release_cache(self) -> None:
+        """Drop every chat's key/value cache (records and token ids stay)."""
+        for pair in self.trajectories:
+            for chat in pair:
+                chat.kv = None
+
+    # -- chats ----------------------------------------------------------------
+    def _new_chat(self) -> Trajectory:
+        chat = Trajectory()
+        if self.system_prompt:
+            chat.messages.append({"role": "system", "content": self.system_prompt})
+        return chat
+
+    def _chat(self, slot: int, seat: int) -> Trajectory:
+        while len(self.trajectories) <= slot:
+            self.trajectories.append([self._new_chat(), self._new_chat()])
+        return self.trajectories[slot][seat]
+
+    def _open(self, decision: Decision) -> _Job:
+        """Add the user turn for ``decision`` to its chat and tokenise it."""
+        chat = self._chat(decision.slot, decision.seat)
+        attempt = 0
+        if decision.retry is not None:
+            content = RETRY_TEXT.format(reason=decision.retry.reason)
+            if chat.records:
+                last = chat.records[-1]
+                last.rejected = last.rejected or decision.retry.reason
+                attempt = last.attempt + 1
+            self.stats["rejected"] += 1
+        else:
+            content = decision.observation or EMPTY_TEXT
+        chat.messages.append({"role": "user", "content": self._defuse(content)})
+        self._render(chat)
+        spec = decision.spec
+        kind: Kind = ("choice" if isinstance(spec, ChoiceSpec)
+                      else "proposal" if isinstance(spec, ProposalSpec) else "message")
+        job = _Job(decision, chat, kind, attempt, start=len(chat.token_ids))
+        if kind != "message":
+            job.steps = self._steps(spec)
+        return job
+
+    def _render(self, chat: Trajectory) -> None:
+        """Extend the chat's token ids with the tokens of its newly rendered text."""
+        text = self.lm.tokenizer.apply_chat_template(
+            chat.messages, tokenize=False, add_generation_prompt=True
+        )
+        if text.startswith(chat.text):
+            chat.token_ids.extend(self._encode(text[len(chat.text):]))
+        else:
+            # The template rendered earlier turns differently: rebuild the ids from scratch.
+            log.warning("chat template is not prefix-stable; re-tokenising a chat (records lose their start)")
+            chat.token_ids[:] = self._encode(text)
+            chat.kv = None
+            chat.resets += 1
+            for record in chat.records:
+                record.start = None
+            self.stats["template_resets"] += 1
+        chat.text = text
+
+    def _close(self, job: _Job) -> None:
+        """Append the answer to the chat and record it."""
+        chat, d = job.chat, job.decision
+        chat.messages.append({"role": "assistant", "content": job.content})
+        choice: int | tuple[int, ...] | None = None
+        if job.kind == "choice":
+            choice = job.picks[0]
+        elif job.kind == "proposal":
+            choice = tuple(job.picks)
+        parsed = d.game.parse(d.seat, job.reply)  # never raises
+        rejected = parsed.reason if isinstance(parsed, ParseError) else None
+        self.stats["invalid"] += rejected is not None
+        chat.records.append(ActionRecord(
+            round=d.game.round, slot=d.slot, seat=d.seat, kind=job.kind, reply=job.reply,
+            token_ids=job.action_ids, token_logprobs=job.token_logprobs, logprob=job.logprob,
+            start=job.start, attempt=job.attempt, adapter=self.adapter, choice=choice,
+            distributions=job.distributions, rejected=rejected,
+        ))
+
+    # -- choices and proposals ------------------------------------------------
+    def _steps(self, spec: ActionSpec) -> list[_Step]:
+        """The forced tokens and candidates of a choice or proposal (tokenised once per spec)."""
+        if spec in self._steps_cache:
+            return self._steps_cache[spec]
+        if isinstance(spec, ChoiceSpec):
+            steps = [_Step([], "", [self._encode(o) for o in spec.options], list(spec.options))]
+        else:
+            assert isinstance(spec, ProposalSpec)
+            steps = []
+            for i in range(len(spec.fields)):
+                texts = [f"{value}{spec.pieces[i + 1]}" for value in range(spec.high + 1)]
+                forced = spec.pieces[0] if i == 0 else ""
+                steps.append(_Step(self._encode(forced), forced, [self._encode(t) for t in texts], texts))
+        self._steps_cache[spec] = steps
+        return steps
+
+    def _score(self, model: Any, jobs: list[_Job]) -> None:
+        """Answer choices/proposals: each step scores every candidate in one packed forward."""
+        batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
+        for s in range(max(len(job.steps) for job in jobs)):
+            queries: list[Query | None] = []
+            tries: list[tuple[int, dict[tuple[int, ...], int], int] | None] = []
+            for b, job in enumerate(jobs):
+                if s >= len(job.steps):
+                    queries.append(None)
+                    tries.append(None)
+                    continue
+                step = job.steps[s]
+                ids = job.chat.token_ids
+                first_forced = len(ids)
+                ids.extend(step.forced)
+                job.chat.text += step.forced_text
+                job.action_ids.extend(step.forced)
+                base = batch.lengths[b]
+                chain = ids[base:]
+                if not chain:
+                    raise RuntimeError("internal: no uncached token before the candidates")
+                last = len(chain) - 1
+                tokens, parents = list(chain), list(range(-1, len(chain) - 1))
+                want = {last} | {first_forced - base - 1 + k for k in range(len(step.forced))}
+                nodes: dict[tuple[int, ...], int] = {}
+                for cand in step.candidates:
+                    parent = last
+                    for j in range(1, len(cand)):
+                        prefix = tuple(cand[:j])
+                        if prefix not in nodes:
+                            tokens.append(cand[j - 1])
+                            parents.append(parent)
+                            nodes[prefix] = len(tokens) - 1
+                            want.add(len(tokens) - 1)
+                        parent = nodes[prefix]
+                queries.append(Query(tokens, parents, len(chain), sorted(want)))
+                tries.append((last, nodes, first_forced - base - 1))
+                self.stats["forward_tokens"] += len(tokens)
+            outs = batch.step(queries)
+            for b, job in enumerate(jobs):
+                info, query = tries[b], queries[b]
+                if info is None or query is None:
+                    continue
+                last, nodes, before_forced = info
+                step = job.steps[s]
+                logits = outs[b]
+                lse = logits.logsumexp(dim=-1)
+                row = {index: r for r, index in enumerate(query.want)}
+
+                def logp(index: int, token: int, logits: torch.Tensor = logits, lse: torch.Tensor = lse,
+                         row: dict[int, int] = row) -> float:
+                    r = row[index]
+                    return float(logits[r, token] - lse[r])
+
+                for k, token in enumerate(step.forced):
+                    job.token_logprobs.append(logp(before_forced + k, token))
+                terms = []
+                for cand in step.candidates:
+                    parts = [logp(last, cand[0])] if cand else []
+                    parts += [logp(nodes[tuple(cand[:j])], cand[j]) for j in range(1, len(cand))]
+                    terms.append(parts)
+                pick, distribution = self._draw([sum(t) for t in terms], job.decision)
+                job.picks.append(pick)
+                job.distributions.append(distribution)
+                job.logprob += distribution[pick] if self.temperature > 0 else 0.0
+                job.action_ids.extend(step.candidates[pick])
+                job.token_logprobs.extend(terms[pick])
+                job.chat.token_ids.extend(step.candidates[pick])
+                job.chat.text += step.texts[pick]
+        for job in jobs:
+            spec = job.decision.spec
+            job.reply = (spec.render(job.picks[0]) if isinstance(spec, ChoiceSpec)
+                         else spec.render(tuple(job.picks)))  # type: ignore[union-attr, arg-type]
+            job.content = job.reply
+        self._keep(jobs, batch)
+
+    def _draw(self, scores: list[float], decision: Decision) -> tuple[int, list[float]]:
+        """Index drawn from softmax(scores / temperature) with the decision's rng, and that distribution.
+
+        Temperature 0 takes the best option (the distribution reported is the temperature-1 one).
+        """
+        values = torch.tensor(scores, dtype=torch.float64)
+        if self.temperature == 0:
+            return int(values.argmax()), values.log_softmax(dim=0).tolist()
+        logp = (values / self.temperature).log_softmax(dim=0)
+        index, _ = _inverse_cdf(logp, decision.rng.random())
+        return index, logp.tolist()
+
+    # -- messages ----------------------------------------------------------------
+    def _write(self, model: Any, jobs: list[_Job]) -> None:
+        """Sample messages token by token, all chats of the chunk together."""
+        batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
+        limits = [self._message_limit(job.decision.spec) for job in jobs]  # type: ignore[arg-type]
+        generated: list[list[int]] = [[] for _ in jobs]
+        active = [True] * len(jobs)
+        stopped = [False] * len(jobs)
+        while any(active):
+            queries: list[Query | None] = []
+            for b, job in enumerate(jobs):
+                if not active[b]:
+                    queries.append(None)
+                    continue
+                chain = job.chat.token_ids[batch.lengths[b]:]
+                queries.append(Query.chain(chain, [len(chain) - 1]))
+                self.stats["forward_tokens"] += len(chain)
+            outs = batch.step(queries)
+            for b, job in enumerate(jobs):
+                if not active[b]:
+                    continue
+                token, raw, sampled = self._sample(outs[b][0], job.decision)
+                generated[b].append(token)
+                job.chat.token_ids.append(token)
+                job.action_ids.append(token)
+                job.token_logprobs.append(raw)
+                job.logprob += sampled
+                spec = job.decision.spec
+                assert isinstance(spec, MessageSpec)
+                if token in self._stop_ids:
+                    active[b], stopped[b] = False, True
+                elif spec.end in self._decode(generated[b][-24:]):
+                    active[b] = False
+                elif len(generated[b]) >= limits[b]:
+                    active[b] = False
+                    self.stats["truncated"] += 1
+        self.stats["generated_tokens"] += sum(len(g) for g in generated)
+        for b, job in enumerate(jobs):
+            self._finish_message(job, generated[b], stopped[b])
+        self._keep(jobs, batch)
+
+    def _finish_message(self, job: _Job, generated: list[int], stopped: bool) -> None:
+        spec = job.decision.spec
+        assert isinstance(spec, MessageSpec)
+        content_ids = generated[:-1] if stopped else generated
+        job.content = self._decode(content_ids)
+        job.chat.text += job.content
+        if stopped:
+            stop_text = self._decode(generated[-1:])
+            if stop_text and self._turn_tail.startswith(stop_text):
+                job.chat.text += stop_text  # the template closes the turn with this same token
+            else:  # a stop token the template does not write: leave it out of the chat
+                job.chat.token_ids.pop()
+                job.action_ids.pop()
+                job.token_logprobs.pop()
+        visible = self.lm.tokenizer.decode(content_ids, skip_special_tokens=True)
+        if spec.start not in visible and spec.end not in visible:
+            visible = spec.render(visible.strip())
+            self.stats["wrapped"] += 1
+        job.reply = visible
+
+    def _sample(self, logits: torch.Tensor, decision: Decision) -> tuple[int, float, float]:
+        """Draw one token: (token, log p at temperature 1, log p under the sampling rule)."""
+        raw = logits.log_softmax(dim=-1)
+        logits = logits[: self._vocab]  # ids past the tokenizer's vocabulary are never drawn
+        if self.temperature == 0:
+            token = int(logits.argmax())
+            return token, float(raw[token]), 0.0
+        logp = (logits.double() / self.temperature).log_softmax(dim=-1)
+        token, sampled = _inverse_cdf(logp, decision.rng.random())
+        return token, float(raw[token]), sampled
+
+    def _message_limit(self, spec: MessageSpec) -> int:
+        if self.max_message_tokens is not None:
+            return self.max_message_tokens
+        # ~3+ characters per token in English, plus room for the two delimiters
+        return spec.max_chars // 3 + len(self._encode(spec.start)) + len(self._encode(spec.end)) + 4
+
+    # -- cache helpers ------------------------------------------------------------
+    def _past(self, chat: Trajectory) -> KV | None:
+        """The chat's cache, cropped so at least its last token is fed again (its logits are needed)."""
+        if not self.use_cache or chat.kv is None:
+            return None
+        return chat.kv.crop(len(chat.token_ids) - 1)
+
+    def _keep(self, jobs: list[_Job], batch: PackedBatch) -> None:
+        if not self.use_cache:
+            return
+        for job, kv in zip(jobs, batch.caches(), strict=True):
+            job.chat.kv = kv
+
+    # -- text helpers -------------------------------------------------------------
+    def _encode(self, text: str) -> list[int]:
+        if not text:
+            return []
+        return list(self.lm.tokenizer(text, add_special_tokens=False)["input_ids"])
+
+    def _decode(self, ids: list[int]) -> str:
+        return self.lm.tokenizer.decode(ids, skip_special_tokens=False)
+
+    def _defuse(self, text: str) -> str:
+        """Break control-token strings in game text (a message may quote them) so they stay plain text."""
+        for special in self._specials:
+            if special in text:
+                text = text.replace(special, special[0] + "\u200b" + special[1:])
+        return text
+
+    def _assistant_tail(self) -> str:
+        """What the chat template writes right after an assistant message (e.g. ``<|im_end|>\\n``)."""
+        probe = [{"role": "user", "content": "?"}, {"role": "assistant", "content": _PROBE}]
+        try:
+            text = self.lm.tokenizer.apply_chat_template(probe, tokenize=False)
+        except Exception as error:  # a template that refuses the probe: never keep stop tokens
+            log.debug("chat template probe failed: %s", error)
+            return ""
+        index = text.rfind(_PROBE)
+        return text[index + len(_PROBE):] if index >= 0 else ""
+
+
+def _inverse_cdf(logp: torch.Tensor, u: float) -> tuple[int, float]:
+    """Index of the first cumulative probability above ``u`` (a uniform draw), and its log-prob."""
+    cdf = logp.exp().cumsum(dim=0)
+    index = int(torch.searchsorted(cdf, torch.tensor([u * float(cdf[-1])], dtype=cdf.dtype,
+                                                     device=cdf.device), right=True)[0])
+    index = min(index, logp.shape[0] - 1)
+    while index > 0 and not torch.isfinite(logp[index]):  # never land on a zero-probability entry
+        index -= 1
+    return index, float(logp[index])
+
+
+def _chunks(items: list[_Job], size: int) -> Iterator[list[_Job]]:
+    for i in range(0, len(items), size):
+        yield items[i:i + size]
+
+
+def _stop_ids(lm: LoRAModel) -> set[int]:
+    """Token ids that end an assistant turn: the tokenizer's EOS and the model's generation EOS ids."""
+    ids: set[int] = set()
+    if lm.tokenizer.eos_token_id is not None:
+        ids.add(int(lm.tokenizer.eos_token_id))
+    config = getattr(lm.base, "generation_config", None)
+    eos = getattr(config, "eos_token_id", None)
+    if isinstance(eos, int):
+        ids.add(eos)
+    elif eos:
+        ids.update(int(e) for e in eos)
+    return ids
+
+
+def _special_strings(tokenizer: Any) -> list[str]:
+    strings = set(getattr(tokenizer, "all_special_tokens", []) or [])
+    for token in getattr(tokenizer, "added_tokens_decoder", {}).values():
+        if getattr(token, "special", False):
+            strings.add(str(token.content))
+    return sorted((s for s in strings if len(s) > 1), key=len, reverse=True)
