@@ -36,3 +36,10 @@ def test_play_prints_each_decision_and_the_totals(capsys):
     assert main(["play", "--agents", "alld,tft", "--param", "n_rounds=3"]) == 0
     out = capsys.readouterr().out
     assert "round 3" in out and "total: alld 7, tft 2" in out
+
+
+def test_models_lists_the_embedded_model_and_the_cache(capsys, tmp_path, monkeypatch):
+    monkeypatch.setenv("DETENTE_CACHE", str(tmp_path))
+    assert main(["models"]) == 0
+    out = capsys.readouterr().out
+    assert "smollm2" in out and str(tmp_path) in out

@@ -144,7 +144,7 @@ def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int
     try:
         probe = make_game(game, **params)
         policies = make_agents(agents, probe)
-    except (TypeError, ValueError) as error:
+    except (TypeError, ValueError, RuntimeError) as error:  # RuntimeError: ModelNotFound
         raise UsageError(str(error)) from None
     pairs = len(agents) * (len(agents) + 1) // 2
     with _progress() as progress:
@@ -200,6 +200,21 @@ def cmd_play(args: argparse.Namespace) -> None:
     console.print(f"[bold]total[/]: {names[0]} {total[0]:g}, {names[1]} {total[1]:g}")
 
 
+# ---------------------------------------------------------------- models
+def cmd_models(args: argparse.Namespace) -> None:
+    from detente.models import INSTALL_HINT, cache_root, list_models
+
+    table = Table(title="language models known by name (any Hugging Face name or local path works too)")
+    for column in ("name", "installed", "weights", "cached copy", "description"):
+        table.add_column(column, overflow="fold")
+    for info in list_models():
+        table.add_row(info.name, "yes" if info.installed else f"no: {INSTALL_HINT}",
+                      str(info.source or "-"), str(info.cached or "not yet (written on first load)"),
+                      info.description)
+    console.print(table)
+    console.print(f"cache folder: {cache_root()} (set DETENTE_CACHE to move it)")
+
+
 def _parse_params(items: Sequence[str]) -> dict[str, Any]:
     import yaml
 
@@ -248,6 +263,8 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "eval":
             command.add_argument("--games", type=int, default=200, help="games per pair (default 200)")
             command.add_argument("--out", help="folder to write matrix.json into")
+    models = sub.add_parser("models", help="list the language models detente can load and their cache")
+    models.set_defaults(func=cmd_models)
     return parser
 
 
