@@ -1,4 +1,4 @@
-"""The ``detente`` command: train, eval, play.
+"""The ``detente`` command: train, eval, play, exploit, report, models.
 
 Errors a user can fix (a wrong config key, an unknown agent, a missing run
 folder) print one line and exit with status 2; they never show a traceback.
@@ -265,6 +265,12 @@ def build_parser() -> argparse.ArgumentParser:
             command.add_argument("--out", help="folder to write matrix.json into")
     models = sub.add_parser("models", help="list the language models detente can load and their cache")
     models.set_defaults(func=cmd_models)
+
+    from detente.eval.exploit import add_exploit_command
+    from detente.eval.report import add_report_command
+
+    add_exploit_command(sub)
+    add_report_command(sub)
     return parser
 
 

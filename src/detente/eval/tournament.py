@@ -15,9 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from detente.eval.stats import Counter, matrix_behaviour
+from detente.eval.stats import Counter, behaviour
 from detente.games.base import Game, Seat
-from detente.games.ipd import MatrixGame
 from detente.policies.base import Policy
 from detente.rollout.play import play
 
@@ -146,8 +145,5 @@ class _Cell:
 def _behaviour(
     names: Sequence[str], seat_games: list[list[tuple[Game, Seat]]]
 ) -> dict[str, dict[str, float | None]]:
-    out: dict[str, dict[str, float | None]] = {}
-    for name, games in zip(names, seat_games, strict=True):
-        if games and all(isinstance(g, MatrixGame) for g, _ in games):
-            out[name] = matrix_behaviour(games).as_dict()
-    return out
+    """Each agent's behaviour figures over all its games (:func:`detente.eval.stats.behaviour`)."""
+    return {name: behaviour(games) for name, games in zip(names, seat_games, strict=True) if games}

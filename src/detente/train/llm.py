@@ -37,10 +37,9 @@ from torch import Tensor
 
 from detente.config import RunConfig, dump_config
 from detente.credit import advantages, credit
-from detente.eval.stats import matrix_behaviour
+from detente.eval.stats import behaviour
 from detente.games import make_game
 from detente.games.base import Game, Seat, other
-from detente.games.ipd import MatrixGame
 from detente.policies.base import Policy
 from detente.policies.llm import LLMPolicy, Trajectory
 from detente.policies.llm_backend import LoRAModel
@@ -349,10 +348,8 @@ class LLMTrainer:
         }
 
     def _behaviour(self, episodes: Sequence[Episode], rows: Sequence[tuple[int, Seat]]) -> dict[str, Any]:
-        games = [(episodes[slot].game, seat) for slot, seat in rows]
-        if all(isinstance(game, MatrixGame) for game, _ in games):
-            return matrix_behaviour(games).as_dict()  # type: ignore[arg-type]
-        return {}
+        """The learner's behaviour figures (:func:`detente.eval.stats.behaviour`) over its seats."""
+        return behaviour([(episodes[slot].game, seat) for slot, seat in rows])
 
     def _invalid_rate(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> float:
         decisions = [d for e, s in zip(episodes, seatings, strict=True) for d in e.decisions

@@ -12,7 +12,8 @@ Who plays whom (``config.coplayer``): ``"self"`` — both seats use and train
 the same logits, each seat's decisions credited with itself as agent 1 and the
 other seat as agent 2; or a scripted strategy (``allc``, ``alld``, ``tft``,
 ``stft``, ``gtft``, ``grim``, ``wsls``, ``random:p``) played as its fixed
-memory-1 table, with the learner in seat 0.
+memory-1 table, or ``run:DIR``, the frozen table a tabular run saved in
+``DIR/policy.json`` (:func:`coplayer_table`); the learner sits in seat 0.
 
 Expected result (SPEC 4; Duque et al., arXiv 2406.14662): naive learners go
 to always-defect, Advantage Alignment learners to tit-for-tat-like
@@ -36,7 +37,15 @@ from detente.config import CreditConfig, RunConfig, dump_config
 from detente.credit import advantages, credit
 from detente.games import make_game
 from detente.games.ipd import COOPERATE, DEFECT, MatrixGame, PayoffTable
-from detente.policies.tabular import FIRST, POLICY_FILE, STATES, joint_state, policy_record, scripted_table
+from detente.policies.tabular import (
+    FIRST,
+    POLICY_FILE,
+    STATES,
+    TabularPolicy,
+    joint_state,
+    policy_record,
+    scripted_table,
+)
 from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
 from detente.train.loss import policy_loss
 
@@ -89,7 +98,7 @@ def _train(
 ) -> dict[str, Any]:
     game = _matrix_game(config)
     eval_tables = {name: scripted_table(name) for name in config.eval_opponents}
-    coplayer = None if config.coplayer == SELF else torch.tensor(scripted_table(config.coplayer))
+    coplayer = None if config.coplayer == SELF else torch.tensor(coplayer_table(config.coplayer))
     learner_seats = [0, 1] if coplayer is None else [0]
     B, T = config.train.games_per_iteration, game.max_rounds  # B games, T rounds at most
     R = payoff_tensor(game.payoffs)  # (2, 2, 2)
@@ -131,6 +140,18 @@ def _train(
         "eval": {name: play_tables(table, other, game.payoffs, T, game.continuation_prob)
                  for name, other in eval_tables.items()},
     }
+
+
+def coplayer_table(spec: str) -> tuple[float, ...]:
+    """Cooperation probabilities (5,) of a fixed co-player: a scripted name, or ``run:DIR``.
+
+    ``run:DIR`` is the final table of the tabular run in ``DIR`` (its ``policy.json``).
+    """
+    from detente.agents import RUN_PREFIX
+
+    if spec.startswith(RUN_PREFIX):
+        return TabularPolicy.load(Path(spec.removeprefix(RUN_PREFIX))).cooperate_prob
+    return scripted_table(spec)
 
 
 def update(
