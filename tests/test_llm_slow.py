@@ -28,7 +28,10 @@ def all_threads():
 
 
 def test_naive_learner_learns_to_defect_against_always_cooperate(tmp_path):
-    """SPEC 4: plain RL turns the agent exploitative. Budget: the preset's 10 iterations of 8 games."""
+    """SPEC 4: plain RL turns the agent exploitative.
+
+    Budget: the preset's 5 iterations of 8 games, about 10 minutes on 2 cores.
+    """
     config = load_config(_preset("cpu_ipd_naive_vs_allc"))
     train_llm(config, tmp_path)
     metrics = read_jsonl(tmp_path / "metrics.jsonl")

@@ -19,7 +19,7 @@ from rich.table import Table
 
 from detente.runs import CONFIG, write_atomic
 
-DEFAULT_CONFIG = "ipd_tabular_adalign"
+DEFAULT_CONFIG = "cpu_ipd_adalign"
 console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160)
 
 
