@@ -28,14 +28,14 @@ from __future__ import annotations
 import importlib.util
 import logging
 import os
-import shutil
-import tempfile
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
+
+from detente.runs import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -185,15 +185,7 @@ def _embedded_folder() -> Path:
 
 def _save_atomically(model: Any, tokenizer: Any, target: Path) -> None:
     """Write model + tokenizer to a temporary sibling folder, then rename it into place."""
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
-    try:
+    with atomic_dir(target) as tmp:
         model.save_pretrained(tmp, safe_serialization=True)
         tokenizer.save_pretrained(tmp)
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
     log.info("cached a safetensors copy in %s", target)

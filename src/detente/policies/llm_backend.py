@@ -25,8 +25,6 @@ API (``add_adapter`` / ``set_adapter`` / ``disable_adapter``).
 from __future__ import annotations
 
 import logging
-import shutil
-import tempfile
 import warnings
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
@@ -35,6 +33,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import torch
+
+from detente.runs import atomic_dir
 
 if TYPE_CHECKING:
     from detente.policies.llm import LLMPolicy
@@ -179,18 +179,10 @@ class LoRAModel:
 
         self._check(name)
         path = Path(path)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix=f".{path.name}-", dir=path.parent))
-        try:
+        with atomic_dir(path) as tmp:
             self.model.peft_config[name].save_pretrained(tmp)
             state = get_peft_model_state_dict(self.model, adapter_name=name)
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp / ADAPTER_WEIGHTS)
-            if path.exists():
-                shutil.rmtree(path)
-            tmp.rename(path)
-        finally:
-            if tmp.exists():
-                shutil.rmtree(tmp, ignore_errors=True)
         return path
 
     def copy_adapter(self, source: str, target: str) -> None:
