@@ -296,5 +296,12 @@ class Game(ABC):
             self._tell(seat, text)
 
 
+def check_rounds(n_rounds: int) -> int:
+    """``n_rounds`` if it is a valid episode length (>= 1), else ``ValueError``."""
+    if n_rounds < 1:
+        raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
+    return n_rounds
+
+
 def other(seat: Seat) -> Seat:
     return 1 - seat

@@ -50,7 +50,7 @@ import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from detente.games.base import SEATS, Action, Game, MessageSpec, ProposalSpec, Seat, other
+from detente.games.base import SEATS, Action, Game, MessageSpec, ProposalSpec, Seat, check_rounds, other
 from detente.games.split import points_text
 
 ITEMS = ("books", "hats", "balls")
@@ -157,8 +157,7 @@ class DealGame(Game):
     reward_scale = float(POOL_VALUE)
 
     def __init__(self, n_rounds: int = 10, message_turns: int = 2) -> None:
-        if n_rounds < 1:
-            raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
+        check_rounds(n_rounds)
         if message_turns < 0:
             raise ValueError(f"message_turns must be >= 0, got {message_turns}")
         self.n_rounds = n_rounds

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detente.games.base import Action, ChoiceSpec, Game, Seat, other
+from detente.games.base import Action, ChoiceSpec, Game, Seat, check_rounds, other
 
 COOPERATE, DEFECT = 0, 1
 LABELS = ("A", "B")
@@ -71,8 +71,7 @@ class MatrixGame(Game):
             if payoffs not in PRESETS:
                 raise ValueError(f"unknown payoff preset {payoffs!r}; known: {', '.join(PRESETS)}")
             payoffs = PRESETS[payoffs]
-        if n_rounds < 1:
-            raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
+        check_rounds(n_rounds)
         if continuation_prob is not None and not 0.0 <= continuation_prob < 1.0:
             raise ValueError(f"continuation_prob must be in [0, 1), got {continuation_prob}")
         self.payoffs = payoffs

@@ -43,7 +43,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from detente.games.base import SEATS, Action, Game, ProposalSpec, Seat, other
+from detente.games.base import SEATS, Action, Game, ProposalSpec, Seat, check_rounds, other
 
 ITEMS = ("hats", "books", "balls")
 N_EACH = 10
@@ -128,9 +128,7 @@ class SplitGame(Game):
     reward_scale = 100.0
 
     def __init__(self, n_rounds: int = 10) -> None:
-        if n_rounds < 1:
-            raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
-        self.n_rounds = n_rounds
+        self.n_rounds = check_rounds(n_rounds)
 
     def _start(self) -> None:
         # All rounds' values are drawn up front, so the same seed gives the

@@ -51,7 +51,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from detente.games.base import SEATS, Action, Game, MessageSpec, ProposalSpec, Seat, other
+from detente.games.base import SEATS, Action, Game, MessageSpec, ProposalSpec, Seat, check_rounds, other
 from detente.games.split import divide, points_text
 
 HANDS = ("rock", "paper", "scissors")
@@ -138,9 +138,7 @@ class TrustSplitGame(Game):
     reward_scale = 100.0
 
     def __init__(self, n_rounds: int = 10) -> None:
-        if n_rounds < 1:
-            raise ValueError(f"n_rounds must be >= 1, got {n_rounds}")
-        self.n_rounds = n_rounds
+        self.n_rounds = check_rounds(n_rounds)
 
     # -- state -------------------------------------------------------------
     def _start(self) -> None:
