@@ -54,7 +54,7 @@ class AgentPool:
     def _run_agent(self, spec: str) -> Policy:
         path, _, at = spec.removeprefix(RUN_PREFIX).partition("@")
         run_dir = Path(path)
-        config = _run_config(run_dir)
+        config = run_config(run_dir)
         if config.agent.kind == "tabular":
             from detente.games.ipd import MatrixGame
             from detente.policies.tabular import TabularPolicy
@@ -115,7 +115,7 @@ def make_agent(spec: str, game: Game, models: dict[str, LoRAModel] | None = None
     return AgentPool(game, models).make(spec)
 
 
-def _run_config(run_dir: Path) -> RunConfig:
+def run_config(run_dir: Path) -> RunConfig:
     from detente.config import ConfigError, load_config
 
     config_path = run_dir / CONFIG

@@ -18,7 +18,7 @@ from typing import Any
 from detente.eval.stats import Counter, behaviour
 from detente.games.base import Game, Seat
 from detente.policies.base import Policy
-from detente.rollout.play import play
+from detente.rollout.play import Episode, play
 
 Z95 = 1.96
 
@@ -80,13 +80,9 @@ def cross_play(
 
     for i in range(n):
         for j in range(i, n):
-            seats = [(i, j) if k % 2 == 0 else (j, i) for k in range(games_per_pair)]
-            episodes = play(
-                [make_game() for _ in seats],
-                [(agents[names[a]], agents[names[b]]) for a, b in seats],
-                [seed + k for k in range(games_per_pair)],
-            )
-            for pair, episode in zip(seats, episodes, strict=True):
+            for episode, order in play_pair(make_game, agents[names[i]], agents[names[j]],
+                                            games_per_pair, seed):
+                pair = tuple((i, j)[k] for k in order)
                 game = episode.game
                 returns = game.returns()
                 for seat, agent in enumerate(pair):
@@ -112,6 +108,27 @@ def cross_play(
     return result
 
 
+def play_pair(
+    make_game: Callable[[], Game], first: Policy, second: Policy, games: int, seed: int = 0
+) -> list[tuple[Episode, tuple[int, int]]]:
+    """``games`` games between two agents with seeds ``seed, seed+1, ...``; ``first`` sits in seat k mod 2
+    of game k. Each episode comes with ``order``: ``order[seat]`` = 0 for ``first``, 1 for ``second``."""
+    orders = [(0, 1) if k % 2 == 0 else (1, 0) for k in range(games)]
+    agents = (first, second)
+    episodes = play([make_game() for _ in orders], [(agents[a], agents[b]) for a, b in orders],
+                    [seed + k for k in range(games)])
+    return list(zip(episodes, orders, strict=True))
+
+
+def mean_ci95(xs: Sequence[float]) -> tuple[float, float]:
+    """Mean of ``xs`` and the half-width 1.96 * sd / sqrt(n) of its normal 95% interval (0 for n < 2)."""
+    mu = sum(xs) / len(xs)
+    if len(xs) < 2:
+        return mu, 0.0
+    var = sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)
+    return mu, Z95 * math.sqrt(var / len(xs))
+
+
 @dataclass
 class _Cell:
     """Running figures of one (row agent, column agent) cell."""
@@ -129,17 +146,12 @@ class _Cell:
 
     @property
     def mean(self) -> float:
-        return sum(self.per_round) / len(self.per_round)
+        return mean_ci95(self.per_round)[0]
 
     @property
     def ci95(self) -> float:
         """Half-width of the normal 95% interval of the mean; 0 for a single game."""
-        xs = self.per_round
-        if len(xs) < 2:
-            return 0.0
-        mu = self.mean
-        var = sum((x - mu) ** 2 for x in xs) / (len(xs) - 1)
-        return Z95 * math.sqrt(var / len(xs))
+        return mean_ci95(self.per_round)[1]
 
 
 def _behaviour(

@@ -447,9 +447,10 @@ def read_latest(run_dir: Path) -> Path | None:
     return pointer.parent / json.loads(pointer.read_text())["folder"]
 
 
-def train_llm(config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-              *, resume: bool = False, lm: LoRAModel | None = None) -> dict[str, Any]:
-    """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics."""
+def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False,
+                  lm: LoRAModel | None = None) -> LLMTrainer:
+    """A trainer for the llm run in ``out_dir``: a fresh run (its config written, metrics emptied) or,
+    with ``resume``, the run's last saved state."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)  # the fresh adapter's initialisation
     trainer = LLMTrainer(config, out_dir, lm)
@@ -458,4 +459,10 @@ def train_llm(config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str
     else:
         write_atomic(out_dir / CONFIG, dump_config(config))
         write_atomic(out_dir / METRICS, "")
-    return trainer.train(on_iteration)
+    return trainer
+
+
+def train_llm(config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None = None,
+              *, resume: bool = False, lm: LoRAModel | None = None) -> dict[str, Any]:
+    """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics."""
+    return start_llm_run(config, out_dir, resume=resume, lm=lm).train(on_iteration)
