@@ -189,12 +189,29 @@ def token_batch(chats: Sequence[Trajectory], C: Tensor, pad_id: int) -> TokenBat
 def action_logprobs(model: Any, ids: Tensor, attention: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
     """At the n action positions: ``log pi(token i+1 | tokens <= i)`` and the entropy of
     ``pi(. | tokens <= i)`` over the whole vocabulary, both (n,)."""
-    logits = model(input_ids=ids, attention_mask=attention).logits  # (M, L, V)
+    logits = action_logits(model, ids, attention, action)  # (n, V)
     targets = ids.roll(-1, dims=1)  # (M, L): the token each position predicts
-    logp_all = torch.log_softmax(logits[action].float(), dim=-1)  # (n, V)
+    logp_all = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
     logp = logp_all.gather(-1, targets[action].unsqueeze(-1)).squeeze(-1)  # (n,)
     entropy = -(logp_all.exp() * logp_all).sum(-1)  # (n,)
     return logp, entropy
+
+
+def action_logits(model: Any, ids: Tensor, attention: Tensor, action: Tensor) -> Tensor:
+    """The next-token logits at the n action positions only, (n, V).
+
+    logits = lm_head(h) with h the decoder's last hidden state, taken at the
+    action positions before the head: the (M, L, V) logits of every position
+    (V ~ 50k-150k; most positions are prompt) are never formed. Models whose
+    head does more than a linear map (soft-capping, a logit scale) take the
+    full forward instead.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        return model(input_ids=ids, attention_mask=attention).logits[action]
+    hidden = base.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state  # (M, L, H)
+    return base.get_output_embeddings()(hidden[action])  # (n, V)
 
 
 # --------------------------------------------------------------------------

@@ -1,0 +1,95 @@
+"""Peak memory and time of one training micro-batch: logits everywhere vs at action positions only.
+
+Usage::
+
+    python benchmarks/loss_memory.py                      # tiny random Llama built in memory
+    python benchmarks/loss_memory.py smollm2 --chats 8 --tokens 1200
+
+One micro-batch of ``--chats`` chats of ``--tokens`` random tokens, of which
+``--action-share`` are action tokens, goes through the loss's forward and
+backward with a LoRA adapter, two ways, each in a fresh child process so that
+each peak is its own:
+
+* ``full``: ``model(...).logits[action]``, the (M, L, V) logits of every position;
+* ``action``: :func:`detente.train.llm.action_logits`, lm_head on the action
+  positions' hidden states only (what the trainer does).
+
+It prints the peak resident memory (``ru_maxrss``) of each child above its
+memory after loading the model, the wall time of the forward+backward, and the
+largest difference between the two ways' action log-probabilities.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import resource
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+MIB = 1024 * 1024
+
+
+def measure(args: argparse.Namespace) -> dict[str, float]:
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from llm_memory import load, rss_bytes
+
+    from detente.train.llm import action_logits
+
+    torch.manual_seed(0)
+    lm = load(args.model, 8, 16)
+    lm.add_adapter("learner")
+    vocab = len(lm.tokenizer)
+    ids = torch.randint(0, vocab, (args.chats, args.tokens))
+    attention = torch.ones_like(ids)
+    action = torch.rand(args.chats, args.tokens) < args.action_share
+    loaded = rss_bytes()
+    with lm.active("learner") as model:
+        began = time.perf_counter()
+        if args.way == "full":
+            logits = model(input_ids=ids, attention_mask=attention).logits[action]
+        else:
+            logits = action_logits(model, ids, attention, action)
+        logp = torch.log_softmax(logits.float(), dim=-1)
+        targets = ids.roll(-1, dims=1)[action]
+        chosen = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)
+        chosen.sum().backward()
+        seconds = time.perf_counter() - began
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
+    return {"peak_above_loaded_mib": (peak - loaded) / MIB, "seconds": seconds,
+            "n_action": int(action.sum()), "logp": chosen.detach().tolist()}
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("model", nargs="?", default="tiny", help="'tiny' (default), 'smollm2', or a model")
+    parser.add_argument("--chats", type=int, default=8, help="chats in the micro-batch (default 8)")
+    parser.add_argument("--tokens", type=int, default=1200, help="tokens per chat (default 1200)")
+    parser.add_argument("--action-share", type=float, default=0.05,
+                        help="share of positions that are action tokens (default 0.05)")
+    parser.add_argument("--way", choices=["full", "action"], help=argparse.SUPPRESS)  # child process
+    args = parser.parse_args()
+    if args.way:
+        print(json.dumps(measure(args)))
+        return
+    results = {}
+    for way in ("full", "action"):
+        command = [sys.executable, __file__, args.model, "--chats", str(args.chats), "--tokens",
+                   str(args.tokens), "--action-share", str(args.action_share), "--way", way]
+        out = subprocess.run(command, check=True, capture_output=True, text=True).stdout
+        results[way] = json.loads(out.strip().splitlines()[-1])
+    diff = max(abs(a - b) for a, b in zip(results["full"]["logp"], results["action"]["logp"], strict=True))
+    print(f"model {args.model!r}: {args.chats} chats x {args.tokens} tokens, "
+          f"{results['full']['n_action']} action tokens")
+    print(f"{'way':>7} {'peak MiB above loaded':>22} {'forward+backward s':>19}")
+    for way, r in results.items():
+        print(f"{way:>7} {r['peak_above_loaded_mib']:>22.1f} {r['seconds']:>19.2f}")
+    print(f"max |log-prob difference| between the two ways: {diff:.2e}")
+
+
+if __name__ == "__main__":
+    main()
