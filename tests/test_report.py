@@ -180,6 +180,16 @@ def test_eval_folder_with_only_matrix_json_skips_the_rest_with_notes(folders, tm
     assert 'id="search"' not in html
 
 
+def test_eval_transcripts_are_shown_as_the_cross_play_file(folders, tmp_path):
+    shutil.copy(folders["run"] / "matrix.json", tmp_path / "matrix.json")
+    shutil.copytree(folders["llm"] / "transcripts", tmp_path / "transcripts")
+    (tmp_path / "transcripts" / "iter_0.jsonl").rename(tmp_path / "transcripts" / "crossplay.jsonl")
+    section = transcript_section(tmp_path)
+    assert [(f["name"], f["label"]) for f in section.files] == [("crossplay.jsonl", "cross-play")]
+    assert section.n_games == 2
+    assert 'id="search"' in render_report(tmp_path)
+
+
 def test_broken_files_are_skipped_with_a_note_not_a_crash(tmp_path):
     (tmp_path / "matrix.json").write_text('{"agents": ["a", "b"], "mean_reward": [[1.0]]}')
     (tmp_path / "metrics.jsonl").write_text('{"iteration": 0, "reward_mean": 1.5}\nnot json\n')

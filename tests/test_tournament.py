@@ -66,3 +66,19 @@ def test_json_shape(result):
     assert data["agents"] == ZOO and data["games_per_pair"] == 20
     assert len(data["mean_reward"]) == n and all(len(row) == n for row in data["mean_reward"])
     assert len(data["ci95"]) == n and all(len(row) == n for row in data["ci95"])
+
+
+def test_first_games_of_every_pairing_are_kept_as_transcripts():
+    game = make_game("ipd", n_rounds=3)
+    agents = {n: make_scripted(n, game) for n in ("tft", "alld")}
+    result = cross_play(lambda: make_game("ipd", n_rounds=3), agents, 4, seed=7, transcripts=2)
+    # pairs (tft, tft), (tft, alld), (alld, alld); game k seats the pair's first agent in seat k mod 2
+    assert [line["players"] for line in result.transcripts] == [
+        ["tft", "tft"], ["tft", "tft"], ["tft", "alld"], ["alld", "tft"], ["alld", "alld"], ["alld", "alld"]]
+    assert [line["seed"] for line in result.transcripts] == [7, 8] * 3
+    tft_vs_alld = result.transcripts[2]
+    assert [list(r) for r in tft_vs_alld["round_rewards"]] == [[0, 5], [1, 1], [1, 1]]
+    assert [(d["round"], d["seat"], d["raw"]) for d in tft_vs_alld["decisions"][:2]] == [
+        (0, 0, "<A>"), (0, 1, "<B>")]
+    assert tft_vs_alld["chats"] == {}  # scripted players keep no chat
+    assert "transcripts" not in result.to_json()

@@ -19,6 +19,9 @@ from typing import Any
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+TRANSCRIPTS = "transcripts"
+"""Folder of transcript lines: ``iter_N.jsonl`` (training iteration N), ``crossplay.jsonl`` (an eval)."""
+CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

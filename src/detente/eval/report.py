@@ -12,10 +12,11 @@ note when that file is missing or unreadable (at least one must be there):
   mean reward per round with its 95% CI, and a per-agent table: round-robin
   average, self-play welfare and efficiency, invalid rate and the behaviour
   statistics of ``stats.behaviour``;
-* ``transcripts/iter_N.jsonl`` (llm runs) — a transcript viewer: pick an
-  iteration and a game, see each round's decisions (messages, proposals),
-  what each seat was shown and the rewards, the two seats side by side; a
-  search box filters the games by text;
+* ``transcripts/iter_N.jsonl`` (llm runs) and ``transcripts/crossplay.jsonl``
+  (``detente eval --out``) — a transcript viewer: pick a file and a game,
+  see each round's decisions (messages, proposals), what each seat was
+  shown and the rewards, the two seats side by side; a search box filters
+  the games by text;
 * ``config.yaml`` — shown as written.
 
 Self-contained: no network resource at all. CSS and JavaScript are inline,
@@ -41,11 +42,10 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from detente.runs import CONFIG, METRICS, write_atomic
+from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, METRICS, TRANSCRIPTS, write_atomic
 
 REPORT = "report.html"
 MATRIX = "matrix.json"
-TRANSCRIPTS = "transcripts"
 TEMPLATE = "report_template.html.j2"
 TRANSCRIPT_BUDGET = 20_000_000
 """Bytes of transcript files embedded at most; the newest iterations are kept, older ones left out."""
@@ -357,12 +357,13 @@ def _agent_table(agents: Sequence[str], stats: dict[str, Any]) -> tuple[list[str
 
 # ---------------------------------------------------------------- transcripts
 def transcript_section(run_dir: Path, budget: int = TRANSCRIPT_BUDGET) -> TranscriptSection:
-    """Every ``transcripts/iter_N.jsonl`` (newest first, up to ``budget`` bytes), prepared for viewing."""
+    """The transcript files, prepared for viewing: cross-play first, then iterations newest first, up to
+    ``budget`` bytes."""
     section = TranscriptSection()
     files = _transcript_files(run_dir)
     if not files:
-        section.notes.append(f"No {TRANSCRIPTS}/iter_N.jsonl in this folder (tabular runs and evals "
-                             "write none): transcript viewer skipped.")
+        section.notes.append(f"No {TRANSCRIPTS}/iter_N.jsonl or {CROSSPLAY_TRANSCRIPTS} in this folder "
+                             "(tabular runs write none): transcript viewer skipped.")
         return section
     kept, used = [], 0
     for path in reversed(files):
@@ -379,7 +380,9 @@ def transcript_section(run_dir: Path, budget: int = TRANSCRIPT_BUDGET) -> Transc
         records, wrong = _read_jsonl(path)
         bad += wrong
         games = [prepare_game(r) for r in records]
-        section.files.append({"name": path.name, "iteration": _iteration(path),
+        iteration = _iteration(path)
+        section.files.append({"name": path.name, "iteration": iteration,
+                              "label": "cross-play" if iteration is None else f"iteration {iteration}",
                               "games": [g for g in games if g is not None]})
         bad += games.count(None)
     if bad:
@@ -459,7 +462,9 @@ def _transcript_files(run_dir: Path) -> list[Path]:
     folder = run_dir / TRANSCRIPTS
     if not folder.is_dir():
         return []
-    return sorted((p for p in folder.glob("iter_*.jsonl") if _iteration(p) is not None), key=_iteration)
+    iterations = sorted((p for p in folder.glob("iter_*.jsonl") if _iteration(p) is not None), key=_iteration)
+    crossplay = run_dir / CROSSPLAY_TRANSCRIPTS
+    return iterations + ([crossplay] if crossplay.is_file() else [])
 
 
 def _iteration(path: Path) -> int | None:

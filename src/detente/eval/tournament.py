@@ -18,7 +18,7 @@ from typing import Any
 from detente.eval.stats import Counter, behaviour
 from detente.games.base import Game, Seat
 from detente.policies.base import Policy
-from detente.rollout.play import Episode, play
+from detente.rollout.play import Episode, play, transcript
 
 Z95 = 1.96
 
@@ -38,6 +38,9 @@ class CrossPlay:
     """Realised total / best possible total of the pairing's games."""
     invalid_rate: list[float]
     behaviour: dict[str, dict[str, float | None]] = field(default_factory=dict)
+    transcripts: list[dict[str, Any]] = field(default_factory=list)
+    """The first games of every pairing as transcript lines (:func:`detente.rollout.play.transcript`);
+    not part of ``to_json()``."""
 
     def round_robin(self) -> list[float]:
         """Each row agent's mean reward per round, averaged over all columns."""
@@ -66,8 +69,10 @@ def cross_play(
     games_per_pair: int,
     seed: int = 0,
     on_pair_done: Callable[[], None] | None = None,
+    transcripts: int = 0,
 ) -> CrossPlay:
-    """Play the full tournament between ``agents`` (name -> policy)."""
+    """Play the full tournament between ``agents`` (name -> policy), keeping the first ``transcripts``
+    games of every pairing as transcript lines."""
     if games_per_pair < 1:
         raise ValueError(f"games_per_pair must be >= 1, got {games_per_pair}")
     if not agents:
@@ -77,12 +82,16 @@ def cross_play(
     cells = [[_Cell() for _ in range(n)] for _ in range(n)]
     seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]
     invalid = [Counter() for _ in range(n)]  # per agent: hits = invalid decisions
+    lines: list[dict[str, Any]] = []
 
     for i in range(n):
         for j in range(i, n):
-            for episode, order in play_pair(make_game, agents[names[i]], agents[names[j]],
-                                            games_per_pair, seed):
-                pair = tuple((i, j)[k] for k in order)
+            for k, (episode, order) in enumerate(play_pair(make_game, agents[names[i]], agents[names[j]],
+                                                           games_per_pair, seed)):
+                pair = tuple((i, j)[x] for x in order)
+                if k < transcripts:
+                    seating = (agents[names[pair[0]]], agents[names[pair[1]]])
+                    lines.append(transcript(episode, seating, k, seed=seed + k))
                 game = episode.game
                 returns = game.returns()
                 for seat, agent in enumerate(pair):
@@ -105,6 +114,7 @@ def cross_play(
         invalid_rate=[c.rate or 0.0 for c in invalid],
     )
     result.behaviour = _behaviour(names, seat_games)
+    result.transcripts = lines
     return result
 
 

@@ -48,5 +48,10 @@ class Policy(ABC):
     def act(self, decisions: Sequence[Decision]) -> list[str]:
         """Return one raw text per decision, in order."""
 
+    def chat(self, slot: int, seat: Seat) -> list[dict[str, str]] | None:
+        """The chat this policy kept as ``seat`` of game ``slot`` of the last batch (role/content
+        messages), or None for a policy that keeps none."""
+        return None
+
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.name!r})"

@@ -45,7 +45,7 @@ from typing import Any, Literal
 
 import torch
 
-from detente.games.base import ActionSpec, ChoiceSpec, MessageSpec, ParseError, ProposalSpec
+from detente.games.base import ActionSpec, ChoiceSpec, MessageSpec, ParseError, ProposalSpec, Seat
 from detente.policies.base import Decision, Policy
 from detente.policies.llm_backend import KV, LoRAModel, PackedBatch, Query
 
@@ -238,6 +238,9 @@ class LLMPolicy(Policy):
     # -- Policy protocol ----------------------------------------------------
     def begin(self, n_slots: int) -> None:
         self.trajectories = [[self._new_chat(), self._new_chat()] for _ in range(n_slots)]
+
+    def chat(self, slot: int, seat: Seat) -> list[dict[str, str]] | None:
+        return self.trajectories[slot][seat].messages if slot < len(self.trajectories) else None
 
     def act(self, decisions: Sequence[Decision]) -> list[str]:
         started = time.perf_counter()

@@ -106,6 +106,22 @@ def play(
             games[slot].step(slot_actions)
 
 
+def transcript(
+    episode: Episode, seating: tuple[Policy, Policy], slot: int, **extra: object
+) -> dict[str, object]:
+    """Game ``slot`` of the last batch as one transcript line (what ``detente report`` shows):
+    ``extra`` keys, the players, per-round rewards, every decision, each seat's chat if it kept one."""
+    chats = {str(seat): chat for seat, player in enumerate(seating)
+             if (chat := player.chat(slot, seat)) is not None}
+    return {
+        **extra, "slot": slot, "players": [p.name for p in seating],
+        "round_rewards": episode.game.round_rewards,
+        "decisions": [{"round": d.round, "seat": d.seat, "raw": d.raw, "valid": d.valid}
+                      for d in episode.decisions],
+        "chats": chats,
+    }
+
+
 def _answer(asks: list[Decision], seatings: Sequence[tuple[Policy, Policy]]) -> list[str]:
     """Ask each policy for all of its decisions in one call; replies in ``asks`` order."""
     groups: dict[int, tuple[Policy, list[int]]] = {}

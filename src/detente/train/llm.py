@@ -43,8 +43,8 @@ from detente.games.base import Game, Seat, other
 from detente.policies.base import Policy
 from detente.policies.llm import LLMPolicy, Trajectory
 from detente.policies.llm_backend import LoRAModel
-from detente.rollout.play import Episode, play
-from detente.runs import CHECKPOINTS, CONFIG, METRICS, append_jsonl, read_jsonl, write_atomic
+from detente.rollout.play import Episode, play, transcript
+from detente.runs import CHECKPOINTS, CONFIG, METRICS, TRANSCRIPTS, append_jsonl, read_jsonl, write_atomic
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
 
 LEARNER = "learner"
@@ -374,24 +374,12 @@ class LLMTrainer:
         return sum(not d.valid for d in decisions) / max(len(decisions), 1)
 
     def _write_transcripts(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> None:
-        lines = []
-        for slot, (episode, seating) in enumerate(zip(episodes, seatings, strict=True)):
-            if slot >= self.config.train.transcripts:
-                break
-            chats = {}
-            for seat, player in enumerate(seating.players):
-                if isinstance(player, LLMPolicy):
-                    chats[str(seat)] = player.trajectories[slot][seat].messages
-            lines.append(json.dumps({
-                "iteration": self.iteration, "slot": slot, "seed": seating.seed,
-                "players": [p.name for p in seating.players], "trained_seats": list(seating.trained),
-                "round_rewards": episode.game.round_rewards,
-                "decisions": [{"round": d.round, "seat": d.seat, "raw": d.raw, "valid": d.valid}
-                              for d in episode.decisions],
-                "chats": chats,
-            }))
+        lines = [json.dumps(transcript(episode, seating.players, slot, iteration=self.iteration,
+                                       seed=seating.seed, trained_seats=list(seating.trained)))
+                 for slot, (episode, seating) in enumerate(zip(episodes, seatings, strict=True))
+                 if slot < self.config.train.transcripts]
         if lines:
-            write_atomic(self.out / "transcripts" / f"iter_{self.iteration}.jsonl", "\n".join(lines) + "\n")
+            write_atomic(self.out / TRANSCRIPTS / f"iter_{self.iteration}.jsonl", "\n".join(lines) + "\n")
 
     # -- opponent buffer ---------------------------------------------------------
     def _grow_buffer(self) -> None:
