@@ -17,6 +17,9 @@ def test_eval_writes_the_documented_matrix(tmp_path, capsys):
     average = dict(zip(data["agents"], data["stats"]["round_robin"], strict=True))
     assert average["tft"] > average["alld"] and average["grim"] > average["alld"]
     assert "alld" in capsys.readouterr().out
+    lines = (tmp_path / "transcripts" / "crossplay.jsonl").read_text().splitlines()
+    assert len(lines) == 2 * 15  # the default 2 games of each of the 15 pairings
+    assert json.loads(lines[0])["players"] == ["tft", "tft"]
 
 
 def test_unknown_agent_is_one_line_and_status_2(capsys):

@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from detente.runs import CONFIG, write_atomic
+from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, write_atomic
 
 DEFAULT_CONFIG = "cpu_ipd_adalign"
 console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160)
@@ -124,19 +124,35 @@ def _print_summary(result: Any, agent: str, out: Path) -> None:
 
 # ---------------------------------------------------------------- eval
 def cmd_eval(args: argparse.Namespace) -> None:
+    if args.axelrod:
+        try:
+            from detente.eval.axelrod_bridge import cmd_eval_axelrod
+        except ModuleNotFoundError as error:
+            if error.name != "axelrod":
+                raise
+            raise UsageError("--axelrod needs the Axelrod library: pip install 'detente[axelrod]'") from None
+        return cmd_eval_axelrod(args)
+    if (args.axelrod_strategies, args.turns, args.repetitions) != (None, None, None):
+        raise UsageError("--axelrod-strategies, --turns and --repetitions go with --axelrod")
     agents = [a.strip() for a in args.agents.split(",") if a.strip()]
     if not agents:
         raise UsageError("--agents needs at least one agent, e.g. --agents tft,alld")
     params = _parse_params(args.param)
-    result = _tournament(args.game, params, agents, args.games, args.seed)
+    result = _tournament(args.game, params, agents, args.games, args.seed, transcripts=args.transcripts)
     _print_matrix(result)
     if args.out:
         out = Path(args.out)
         write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
         console.print(f"wrote {out / 'matrix.json'}")
+        if result.transcripts:
+            lines = "".join(json.dumps(line) + "\n" for line in result.transcripts)
+            write_atomic(out / CROSSPLAY_TRANSCRIPTS, lines)
+            console.print(f"wrote {out / CROSSPLAY_TRANSCRIPTS} ({len(result.transcripts)} games; "
+                          f"detente report {out} shows them)")
 
 
-def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int, seed: int) -> Any:
+def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int, seed: int,
+                transcripts: int = 0) -> Any:
     from detente.agents import make_agents
     from detente.eval.tournament import cross_play
     from detente.games import make_game
@@ -150,7 +166,7 @@ def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int
     with _progress() as progress:
         task = progress.add_task("cross-play", total=pairs, status=f"{games} games per pair")
         return cross_play(lambda: make_game(game, **params), policies, games, seed,
-                          on_pair_done=lambda: progress.advance(task))
+                          on_pair_done=lambda: progress.advance(task), transcripts=transcripts)
 
 
 def _print_matrix(result: Any) -> None:
@@ -262,7 +278,18 @@ def build_parser() -> argparse.ArgumentParser:
         command.set_defaults(func=func)
         if name == "eval":
             command.add_argument("--games", type=int, default=200, help="games per pair (default 200)")
-            command.add_argument("--out", help="folder to write matrix.json into")
+            command.add_argument("--out", help="folder for matrix.json (axelrod.json with --axelrod)")
+            command.add_argument("--transcripts", type=int, default=2, metavar="K",
+                                 help=f"with --out: keep the first K games of every pairing in "
+                                 f"{CROSSPLAY_TRANSCRIPTS} (default 2)")
+            command.add_argument("--axelrod", action="store_true",
+                                 help="play the one agent of --agents (ipd) in an Axelrod round robin "
+                                 "and print its rank (needs pip install 'detente[axelrod]')")
+            command.add_argument("--axelrod-strategies", metavar="A,B,...",
+                                 help="Axelrod strategies to meet (default: Cooperator, Defector, Random, "
+                                 "TitForTat, Grudger, FirstByShubik, FirstByJoss)")
+            command.add_argument("--turns", type=int, help="turns per Axelrod match (default 200)")
+            command.add_argument("--repetitions", type=int, help="Axelrod round robins (default 10)")
     models = sub.add_parser("models", help="list the language models detente can load and their cache")
     models.set_defaults(func=cmd_models)
 

@@ -85,25 +85,36 @@ def play(
         if not asks:
             return episodes
         actions: dict[int, dict[Seat, Action]] = {d.slot: {} for d in asks}
-        for tries in range(1, max_tries + 1):
-            replies = _answer(asks, seatings)
-            retry = []
-            for ask, raw in zip(asks, replies, strict=True):
-                parsed = ask.game.parse(ask.seat, raw)
-                if isinstance(parsed, ParseError) and tries < max_tries:
-                    retry.append(replace(ask, retry=parsed))
-                    continue
-                valid = not isinstance(parsed, ParseError)
-                action = parsed if valid else fallback_action(ask.spec)
-                actions[ask.slot][ask.seat] = action  # type: ignore[assignment]
-                episodes[ask.slot].decisions.append(
-                    DecisionRecord(ask.game.round, ask.seat, raw, action, valid, tries)  # type: ignore[arg-type]
-                )
-            asks = retry
-            if not asks:
-                break
+        for ask, record in decide(asks, seatings, max_tries):
+            actions[ask.slot][ask.seat] = record.action
+            episodes[ask.slot].decisions.append(record)
         for slot, slot_actions in actions.items():
             games[slot].step(slot_actions)
+
+
+def decide(
+    asks: Sequence[Decision], seatings: Sequence[tuple[Policy, Policy]], max_tries: int = 3
+) -> list[tuple[Decision, DecisionRecord]]:
+    """Answer every decision (``seatings[slot][seat]`` answers): a reply that does not parse is re-asked
+    with the parser's reason, up to ``max_tries`` times in all, then the game's fallback is taken
+    and the record says invalid. Pairs in the order the decisions were settled."""
+    settled = []
+    for tries in range(1, max_tries + 1):
+        replies = _answer(asks, seatings)
+        retry = []
+        for ask, raw in zip(asks, replies, strict=True):
+            parsed = ask.game.parse(ask.seat, raw)
+            if isinstance(parsed, ParseError) and tries < max_tries:
+                retry.append(replace(ask, retry=parsed))
+                continue
+            valid = not isinstance(parsed, ParseError)
+            action = parsed if valid else fallback_action(ask.spec)
+            record = DecisionRecord(ask.game.round, ask.seat, raw, action, valid, tries)  # type: ignore[arg-type]
+            settled.append((ask, record))
+        asks = retry
+        if not asks:
+            break
+    return settled
 
 
 def transcript(
@@ -122,7 +133,7 @@ def transcript(
     }
 
 
-def _answer(asks: list[Decision], seatings: Sequence[tuple[Policy, Policy]]) -> list[str]:
+def _answer(asks: Sequence[Decision], seatings: Sequence[tuple[Policy, Policy]]) -> list[str]:
     """Ask each policy for all of its decisions in one call; replies in ``asks`` order."""
     groups: dict[int, tuple[Policy, list[int]]] = {}
     for i, ask in enumerate(asks):
