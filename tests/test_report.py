@@ -1,19 +1,16 @@
 """``detente report``: report.html of a real run, opened in headless Chromium; missing parts; errors.
 
-The browser test needs Debian's ``chromium`` (``/usr/bin/chromium``) and the
-``playwright`` package (the ``dev`` extra; never ``playwright install``: we drive
-the system browser). Without them it skips locally and fails under ``CI``.
+The browser test needs Debian's ``chromium`` and the ``playwright`` package
+(tests/browser.py). Without them it skips locally and fails under ``CI``.
 """
 
 import argparse
-import importlib.util
 import json
-import os
 import shutil
-from pathlib import Path
 
 import pytest
 
+from browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM, browser_or_skip, loaded
 from detente.agents import make_agents
 from detente.cli import UsageError
 from detente.config import load_config
@@ -32,10 +29,6 @@ from detente.train.llm import train_llm
 from detente.train.tabular import train_tabular
 from tiny_model import tiny_lm
 
-CHROMIUM = Path("/usr/bin/chromium")
-BROWSER_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                "--disable-component-update", "--disable-sync", "--no-first-run"]
-ARTIFACTS = Path(__file__).resolve().parents[1] / "test-artifacts"
 LLM_FAST = ["agent.kind=llm", "game.name=trust_split", "train.lr=0.01", "agent.max_message_tokens=6",
             "train.iterations=1", "train.games_per_iteration=2", "credit.group_size=2",
             "game.params={n_rounds: 2}"]
@@ -72,7 +65,7 @@ def folders(tmp_path_factory):
 
 
 def test_page_shows_plots_heatmap_and_transcripts_and_loads_nothing(folders):
-    sync_playwright = _browser_or_skip()
+    sync_playwright = browser_or_skip()
     page_path = folders["run"] / "report.html"
     real = (folders["llm"] / "transcripts" / "iter_0.jsonl").read_text().splitlines()
     real = [json.loads(line) for line in real]
@@ -92,9 +85,9 @@ def test_page_shows_plots_heatmap_and_transcripts_and_loads_nothing(folders):
             titles = [plots.nth(k).get_attribute("alt") for k in range(plots.count())]
             assert {"Reward per round", "Behaviour of the learner", "Policy entropy"} <= set(titles), titles
             for k in range(plots.count()):
-                assert plots.nth(k).is_visible() and _loaded(plots.nth(k)), titles[k]
+                assert plots.nth(k).is_visible() and loaded(plots.nth(k)), titles[k]
             heatmap = page.locator("#heatmap img")
-            assert heatmap.is_visible() and _loaded(heatmap)
+            assert heatmap.is_visible() and loaded(heatmap)
             behaviour = page.locator("#behaviour tbody tr")
             assert behaviour.count() == 4 and "tft" in behaviour.nth(1).inner_text()
 
@@ -221,24 +214,3 @@ def test_report_command_writes_the_page_or_fails_with_one_line(folders, tmp_path
     args = parser.parse_args(["report", str(tmp_path / "nowhere")])
     with pytest.raises(UsageError, match="nowhere is not a folder"):
         args.func(args)
-
-
-def _loaded(image) -> bool:
-    return image.evaluate("img => img.complete && img.naturalWidth > 0")
-
-
-def _browser_or_skip():
-    """Playwright's ``sync_playwright``; skip if Chromium or playwright is missing, fail under CI."""
-    missing = []
-    if not CHROMIUM.exists():
-        missing.append(f"{CHROMIUM} (apt-get install chromium)")
-    if importlib.util.find_spec("playwright") is None:
-        missing.append("the playwright package (pip install -e '.[dev]')")
-    if missing:
-        reason = "the browser check of report.html needs " + " and ".join(missing)
-        if os.environ.get("CI"):
-            pytest.fail(f"{reason}; CI is set, so it must run", pytrace=False)
-        pytest.skip(reason)
-    from playwright.sync_api import sync_playwright
-
-    return sync_playwright
