@@ -22,6 +22,21 @@ def test_eval_writes_the_documented_matrix(tmp_path, capsys):
     assert json.loads(lines[0])["players"] == ["tft", "tft"]
 
 
+def test_train_writes_the_run_its_cross_play_and_refuses_to_overwrite(tmp_path, capsys):
+    out = tmp_path / "run"
+    args = ["train", "ipd_tabular_adalign", "--set", "train.iterations=3", "--set", "eval_games=4",
+            "--out", str(out)]
+    assert main(args) == 0
+    assert "reward / round" in capsys.readouterr().out
+    matrix = json.loads((out / "matrix.json").read_text())
+    assert matrix["agents"] == [f"run:{out}", "alld", "allc", "tft"] and matrix["games_per_pair"] == 4
+    lines = [json.loads(line) for line in (out / "transcripts" / "crossplay.jsonl").read_text().splitlines()]
+    assert len(lines) == 2 * 10  # 2 games of each of the 10 pairings of 4 agents
+    assert lines[2]["players"] == [f"run:{out}", "alld"]
+    assert main(args) == 2
+    assert "already holds a run" in capsys.readouterr().err
+
+
 def test_unknown_agent_is_one_line_and_status_2(capsys):
     assert main(["eval", "--agents", "tft,nosuch"]) == 2
     err = capsys.readouterr().err.strip()

@@ -20,6 +20,8 @@ from rich.table import Table
 from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, write_atomic
 
 DEFAULT_CONFIG = "cpu_ipd_adalign"
+CROSSPLAY_GAMES = 2
+"""Games of every cross-play pairing kept as transcripts (``eval --transcripts``, the end of ``train``)."""
 console = Console(soft_wrap=False) if sys.stdout.isatty() else Console(width=160)
 
 
@@ -70,8 +72,9 @@ def cmd_train(args: argparse.Namespace) -> None:
         _run_trainer(config, out, on_iteration, resume=bool(args.resume))
 
     agents = [f"run:{out}", *config.eval_opponents]
-    result = _tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed)
-    write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
+    result = _tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed,
+                         transcripts=CROSSPLAY_GAMES)
+    write_crossplay(out, result)
     _print_summary(result, agents[0], out)
 
 
@@ -142,13 +145,19 @@ def cmd_eval(args: argparse.Namespace) -> None:
     _print_matrix(result)
     if args.out:
         out = Path(args.out)
-        write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
+        write_crossplay(out, result)
         console.print(f"wrote {out / 'matrix.json'}")
         if result.transcripts:
-            lines = "".join(json.dumps(line) + "\n" for line in result.transcripts)
-            write_atomic(out / CROSSPLAY_TRANSCRIPTS, lines)
-            console.print(f"wrote {out / CROSSPLAY_TRANSCRIPTS} ({len(result.transcripts)} games; "
-                          f"detente report {out} shows them)")
+            console.print(f"wrote {len(result.transcripts)} games to {out / CROSSPLAY_TRANSCRIPTS} "
+                          f"(detente report {out} shows them)")
+
+
+def write_crossplay(out: Path, result: Any) -> None:
+    """``matrix.json`` and, if the tournament kept any, ``transcripts/crossplay.jsonl`` in ``out``."""
+    write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
+    if result.transcripts:
+        lines = "".join(json.dumps(line) + "\n" for line in result.transcripts)
+        write_atomic(out / CROSSPLAY_TRANSCRIPTS, lines)
 
 
 def _tournament(game: str, params: dict[str, Any], agents: list[str], games: int, seed: int,
@@ -279,9 +288,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "eval":
             command.add_argument("--games", type=int, default=200, help="games per pair (default 200)")
             command.add_argument("--out", help="folder for matrix.json (axelrod.json with --axelrod)")
-            command.add_argument("--transcripts", type=int, default=2, metavar="K",
+            command.add_argument("--transcripts", type=int, default=CROSSPLAY_GAMES, metavar="K",
                                  help=f"with --out: keep the first K games of every pairing in "
-                                 f"{CROSSPLAY_TRANSCRIPTS} (default 2)")
+                                 f"{CROSSPLAY_TRANSCRIPTS} (default {CROSSPLAY_GAMES})")
             command.add_argument("--axelrod", action="store_true",
                                  help="play the one agent of --agents (ipd) in an Axelrod round robin "
                                  "and print its rank (needs pip install 'detente[axelrod]')")
