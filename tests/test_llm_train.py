@@ -1,6 +1,7 @@
 """The LLM trainer on tiny random models: every game and algorithm, token alignment, resume, buffer."""
 
 import json
+from collections import Counter
 
 import pytest
 import torch
@@ -131,3 +132,32 @@ def test_proximal_variant_and_kl_penalty_run(tmp_path):
                        lm=tiny_lm())
     assert record["kl"] is not None and record["kl"] >= 0
     assert torch.isfinite(torch.tensor(record["loss"]))
+
+
+def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(tmp_path):
+    """train.gradient_checkpointing: the decoder's MLPs run again in the backward; gradients unchanged."""
+    from detente.rollout.play import play
+
+    results = {}
+    for on in (False, True):
+        cfg = config("game.name=trust_split", f"train.gradient_checkpointing={str(on).lower()}")
+        trainer = LLMTrainer(cfg, tmp_path / str(on), lm=tiny_lm())
+        seatings = plan(cfg, 0, trainer.learner, None, [])
+        games = [trainer.game_factory() for _ in seatings]
+        play(games, [s.players for s in seatings], [s.seed for s in seatings],
+             streams=list(range(len(seatings))))
+        rows = training_rows(seatings)
+        C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
+        batch = token_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
+        mlp_calls = Counter()
+        mlp = trainer.lm.base.model.layers[0].mlp
+        # a pre-hook: torch's recomputation stops as soon as it has what the backward needs
+        hook = mlp.register_forward_pre_hook(lambda *_, calls=mlp_calls: calls.update(["mlp"]))
+        trainer._micro_batch_loss(batch, slice(None), batch.n_tokens)["loss"].backward()
+        hook.remove()
+        grads = {n: p.grad.clone() for n, p in trainer.lm.model.named_parameters() if p.grad is not None}
+        results[on] = (mlp_calls["mlp"], grads)
+    assert results[False][0] == 1 and results[True][0] == 2  # one forward, then its recomputation
+    assert results[False][1].keys() == results[True][1].keys() and results[True][1]
+    for name, grad in results[False][1].items():
+        torch.testing.assert_close(results[True][1][name], grad, atol=1e-6, rtol=1e-5)

@@ -100,6 +100,11 @@ class TrainConfig(Strict):
     clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip range, used when epochs > 1.")
     micro_batch: int = Field(8, ge=1, description="llm: chats per forward/backward when computing the "
                              "loss (gradients are accumulated; only memory depends on it).")
+    gradient_checkpointing: bool = Field(False, description="llm: keep only each decoder layer's input "
+                                         "in the loss forward and recompute the rest in the backward "
+                                         "(transformers' gradient checkpointing): far less memory for long "
+                                         "chats, more compute. The loss forward then runs in train mode, so "
+                                         "the model must have no dropout (true of the presets' models).")
     checkpoint_every: int = Field(10, ge=1, description="llm: keep checkpoints/iter_N every this many "
                                   "iterations (the resume state is saved after every iteration).")
     transcripts: int = Field(4, ge=0, description="llm: games per iteration written to "

@@ -233,6 +233,8 @@ class LLMTrainer:
         if LEARNER not in self.lm.adapters:
             self.lm.add_adapter(LEARNER)
         self.params = self.lm.trainable_parameters(LEARNER)
+        if config.train.gradient_checkpointing:
+            self.lm.base.activation_checkpointing_enable({"use_reentrant": False})
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
         self.learner = self._policy(LEARNER, "learner")
         self.fixed = self._coplayer(probe)
@@ -336,6 +338,7 @@ class LLMTrainer:
             with torch.no_grad(), self.lm.active(None) as reference:
                 logp_ref, _ = action_logprobs(reference, ids, attention, action)
         with self.lm.active(LEARNER) as model:
+            model.train(cfg.gradient_checkpointing)  # transformers checkpoints only in train mode
             logp, H = action_logprobs(model, ids, attention, action)
         if cfg.epochs > 1:
             loss = clipped_policy_loss(logp, logp_old, C, H, eps=cfg.clip_eps, eta=cfg.entropy_coef,
