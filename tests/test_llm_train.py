@@ -58,19 +58,23 @@ def test_one_iteration_of_every_game_and_algorithm_changes_the_adapter(tmp_path,
     assert len(transcript) == 4 and json.loads(transcript[0])["chats"]
 
 
-def test_recorded_sampler_logprobs_match_the_training_forward(tmp_path):
-    """rho = 1 before the first update: the token layout of the loss is the sampled one."""
-    cfg = config("game.name=trust_split")
-    trainer = LLMTrainer(cfg, tmp_path, lm=tiny_lm())
-    seatings = plan(cfg, 0, trainer.learner, None, [])
+def first_batch(cfg, out):
+    """A fresh trainer and the token batch of its first iteration's self-play games, before any update."""
     from detente.rollout.play import play
 
+    trainer = LLMTrainer(cfg, out, lm=tiny_lm())
+    seatings = plan(cfg, 0, trainer.learner, None, [])
     games = [trainer.game_factory() for _ in seatings]
     play(games, [s.players for s in seatings], [s.seed for s in seatings],
          streams=list(range(len(seatings))))
     rows = training_rows(seatings)
     C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-    batch = token_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
+    return trainer, token_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
+
+
+def test_recorded_sampler_logprobs_match_the_training_forward(tmp_path):
+    """rho = 1 before the first update: the token layout of the loss is the sampled one."""
+    trainer, batch = first_batch(config("game.name=trust_split"), tmp_path)
     with torch.no_grad(), trainer.lm.active(LEARNER) as model:
         logp, _ = action_logprobs(model, batch.ids, batch.attention, batch.action)
     assert batch.n_tokens > 20
@@ -136,19 +140,10 @@ def test_proximal_variant_and_kl_penalty_run(tmp_path):
 
 def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(tmp_path):
     """train.gradient_checkpointing: the decoder's MLPs run again in the backward; gradients unchanged."""
-    from detente.rollout.play import play
-
     results = {}
     for on in (False, True):
         cfg = config("game.name=trust_split", f"train.gradient_checkpointing={str(on).lower()}")
-        trainer = LLMTrainer(cfg, tmp_path / str(on), lm=tiny_lm())
-        seatings = plan(cfg, 0, trainer.learner, None, [])
-        games = [trainer.game_factory() for _ in seatings]
-        play(games, [s.players for s in seatings], [s.seed for s in seatings],
-             streams=list(range(len(seatings))))
-        rows = training_rows(seatings)
-        C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-        batch = token_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
+        trainer, batch = first_batch(cfg, tmp_path / str(on))
         mlp_calls = Counter()
         mlp = trainer.lm.base.model.layers[0].mlp
         # a pre-hook: torch's recomputation stops as soon as it has what the backward needs
