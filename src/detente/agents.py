@@ -52,8 +52,7 @@ class AgentPool:
         return make_scripted(spec, self.game)
 
     def _run_agent(self, spec: str) -> Policy:
-        path, _, at = spec.removeprefix(RUN_PREFIX).partition("@")
-        run_dir = Path(path)
+        run_dir, at = split_run_spec(spec)
         config = run_config(run_dir)
         if config.agent.kind == "tabular":
             from detente.games.ipd import MatrixGame
@@ -100,6 +99,12 @@ class AgentPool:
                                               "lora_alpha": config.agent.lora_alpha}
             self.models[name] = LoRAModel.load(name, **lora)
         return self.models[name]
+
+
+def split_run_spec(spec: str) -> tuple[Path, str]:
+    """``run:DIR@N`` -> ``(Path(DIR), "N")``; ``run:DIR`` -> ``(Path(DIR), "")``."""
+    path, _, at = spec.removeprefix(RUN_PREFIX).partition("@")
+    return Path(path), at
 
 
 def make_agents(specs: Sequence[str], game: Game) -> dict[str, Policy]:

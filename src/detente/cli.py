@@ -17,7 +17,7 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, write_atomic
+from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, MATRIX, METRICS, write_atomic
 
 DEFAULT_CONFIG = "cpu_ipd_adalign"
 CROSSPLAY_GAMES = 2
@@ -122,7 +122,7 @@ def _print_summary(result: Any, agent: str, out: Path) -> None:
         console.print("behaviour over all its cross-play games:")
     for key, value in behaviour.items():
         console.print(f"{key}: {'n/a' if value is None else f'{value:.2f}'}")
-    console.print(f"metrics: {out / 'metrics.jsonl'}   cross-play: {out / 'matrix.json'}")
+    console.print(f"metrics: {out / METRICS}   cross-play: {out / MATRIX}")
 
 
 # ---------------------------------------------------------------- eval
@@ -146,7 +146,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
     if args.out:
         out = Path(args.out)
         write_crossplay(out, result)
-        console.print(f"wrote {out / 'matrix.json'}")
+        console.print(f"wrote {out / MATRIX}")
         if result.transcripts:
             console.print(f"wrote {len(result.transcripts)} games to {out / CROSSPLAY_TRANSCRIPTS} "
                           f"(detente report {out} shows them)")
@@ -154,7 +154,7 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 def write_crossplay(out: Path, result: Any) -> None:
     """``matrix.json`` and, if the tournament kept any, ``transcripts/crossplay.jsonl`` in ``out``."""
-    write_atomic(out / "matrix.json", json.dumps(result.to_json(), indent=2))
+    write_atomic(out / MATRIX, json.dumps(result.to_json(), indent=2))
     if result.transcripts:
         lines = "".join(json.dumps(line) + "\n" for line in result.transcripts)
         write_atomic(out / CROSSPLAY_TRANSCRIPTS, lines)

@@ -19,6 +19,8 @@ from typing import Any
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
+MATRIX = "matrix.json"
+"""Cross-play result (:meth:`detente.eval.tournament.CrossPlay.to_json`) of a run or eval folder."""
 TRANSCRIPTS = "transcripts"
 """Folder of transcript lines: ``iter_N.jsonl`` (training iteration N), ``crossplay.jsonl`` (an eval)."""
 CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"

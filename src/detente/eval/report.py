@@ -42,10 +42,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
-from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, METRICS, TRANSCRIPTS, write_atomic
+from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, MATRIX, METRICS, TRANSCRIPTS, write_atomic
 
 REPORT = "report.html"
-MATRIX = "matrix.json"
 TEMPLATE = "report_template.html.j2"
 TRANSCRIPT_BUDGET = 20_000_000
 """Bytes of transcript files embedded at most; the newest iterations are kept, older ones left out."""

@@ -31,3 +31,8 @@ def make_game(name: str, **params: Any) -> Game:
     if name not in GAMES:
         raise ValueError(f"unknown game {name!r}; known games: {', '.join(sorted(GAMES))}")
     return GAMES[name](**params)
+
+
+def is_matrix_game(name: str) -> bool:
+    """Whether the game registered as ``name`` is an iterated 2x2 matrix game (ipd, stag_hunt, ...)."""
+    return isinstance(make_game(name), MatrixGame)
