@@ -14,19 +14,17 @@ pytest.importorskip("peft")
 from detente.games import make_game  # noqa: E402
 from detente.games.base import (  # noqa: E402
     SEATS,
-    Action,
     ChoiceSpec,
-    Game,
     Message,
     MessageSpec,
     Proposal,
     ProposalSpec,
-    Seat,
     parse_action,
 )
-from detente.policies.llm import LLMPolicy, Trajectory  # noqa: E402
+from detente.policies.llm import LLMPolicy  # noqa: E402
 from detente.policies.llm_backend import LoRAModel  # noqa: E402
 from detente.rollout.play import play  # noqa: E402
+from llm_helpers import FakeGame, all_records, option_logprob, perturb  # noqa: E402
 from tiny_model import tiny_lm, tiny_model  # noqa: E402
 
 
@@ -37,63 +35,6 @@ def one_thread() -> Iterator[None]:
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
-
-
-def perturb(lm: LoRAModel, adapter: str, seed: int, scale: float = 0.5) -> None:
-    """Give ``adapter`` non-zero weights so that it changes the model."""
-    generator = torch.Generator().manual_seed(seed)
-    with torch.no_grad():
-        for name, param in lm.model.named_parameters():
-            if f".{adapter}." in name and "lora_" in name:
-                param.copy_(torch.randn(param.shape, generator=generator) * scale)
-
-
-def teacher_forced(lm: LoRAModel, adapter: str | None, ids: list[int]) -> torch.Tensor:
-    """log p(ids[i] | ids[:i]) for i >= 1 from one plain forward (no cache, no custom mask)."""
-    with lm.active(adapter) as model, torch.no_grad():
-        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
-    logp = logits.log_softmax(-1)
-    return logp[:-1].gather(1, torch.tensor(ids[1:])[:, None]).squeeze(1)
-
-
-def option_logprob(lm: LoRAModel, adapter: str | None, prefix: list[int], option: list[int]) -> float:
-    return float(teacher_forced(lm, adapter, prefix + option)[len(prefix) - 1:].sum())
-
-
-class FakeGame(Game):
-    """A tiny game asking one fixed spec of both seats each round, with a fixed observation."""
-
-    name = "fake"
-    version = 1
-    reward_scale = 1.0
-
-    def __init__(self, spec, n_rounds: int = 3, text: str = "Round news: <B> was played.") -> None:
-        self.spec = spec
-        self.n_rounds = n_rounds
-        self.text = text
-
-    def _start(self) -> None:
-        self._tell_both("Rules of the fake game. " + self.text)
-
-    def pending(self):
-        return {} if self.done else {0: self.spec, 1: self.spec}
-
-    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float]:
-        self._tell_both(self.text)
-        return (0.0, 0.0)
-
-    def view(self, seat: Seat) -> None:
-        return None
-
-    def max_welfare(self) -> float:
-        return 0.0
-
-
-def all_records(policy: LLMPolicy) -> Iterator[tuple[Trajectory, object]]:
-    for pair in policy.trajectories:
-        for chat in pair:
-            for record in chat:
-                yield chat, record
 
 
 # --------------------------------------------------------------------------
@@ -113,19 +54,21 @@ def test_choice_logprobs_equal_a_teacher_forced_recomputation():
         for chat, record in all_records(policy):
             start, end = record.start, record.start + len(record.token_ids)
             assert chat.token_ids[start:end] == record.token_ids == options[record.choice]
-            forced = teacher_forced(lm, policy.adapter, chat.token_ids[:end])[start - 1:]
-            assert torch.allclose(forced, torch.tensor(record.token_logprobs), atol=1e-5)
+            (draw,) = record.draws
+            assert draw.offset == 0 and draw.candidates == options and draw.pick == record.choice
             prefix = chat.token_ids[:start]
             scores = torch.tensor([option_logprob(lm, policy.adapter, prefix, o) for o in options],
                                   dtype=torch.float64)
             expected = (scores / policy.temperature).log_softmax(0)
-            assert record.distributions[0] == pytest.approx(expected.tolist(), abs=1e-5)
+            assert draw.logprobs == pytest.approx(expected.tolist(), abs=1e-5)
+            # what is recorded is log pi(o) of the draw, not the options' raw token log-probs
+            assert record.step_logprobs == pytest.approx([float(expected[record.choice])], abs=1e-5)
             assert record.logprob == pytest.approx(float(expected[record.choice]), abs=1e-5)
             checked += 1
     assert checked == 2 * 3 * 4  # two seats x three games x four rounds
     # the learner's adapter changes the distribution it samples from
-    first_learner = learner.trajectories[0][0][0].distributions[0]
-    first_reference = reference.trajectories[0][1][0].distributions[0]
+    first_learner = learner.trajectories[0][0][0].draws[0].logprobs
+    first_reference = reference.trajectories[0][1][0].draws[0].logprobs
     assert first_learner != pytest.approx(first_reference, abs=1e-3)
 
 
@@ -136,7 +79,7 @@ def test_choices_are_drawn_from_the_distribution_with_the_decision_rng():
     play(games, [(policy, policy)] * len(games), range(len(games)))
     records = [record for _, record in all_records(policy)]
     # the first round's observation is the same in every game, so so is its distribution
-    p_b = math.exp(records[0].distributions[0][1])
+    p_b = math.exp(records[0].draws[0].logprobs[1])
     share_b = sum(r.choice == 1 for r in records) / len(records)
     assert abs(share_b - p_b) < 4 * math.sqrt(p_b * (1 - p_b) / len(records))
     # same seeds, same draws
@@ -151,7 +94,7 @@ def test_greedy_temperature_takes_the_most_likely_option():
     policy = lm.policy(None, temperature=0.0)
     play([make_game("ipd", n_rounds=3)], [(policy, policy)], [0])
     for _, record in all_records(policy):
-        best = max(range(2), key=lambda i, r=record: r.distributions[0][i])
+        best = max(range(2), key=lambda i, r=record: r.draws[0].logprobs[i])
         assert record.choice == best and record.logprob == 0.0
 
 
@@ -166,14 +109,17 @@ def test_proposals_are_sampled_field_by_field_over_legal_values():
         assert record.kind == "proposal" and len(record.choice) == 3
         assert all(0 <= count <= spec.high for count in record.choice)
         assert parse_action(spec, record.reply) == Proposal(record.choice)
-        assert len(record.distributions) == 3 and all(len(d) == spec.high + 1 for d in record.distributions)
-        assert all(sum(math.exp(x) for x in d) == pytest.approx(1.0) for d in record.distributions)
-        per_field = [d[count] for d, count in zip(record.distributions, record.choice, strict=True)]
+        distributions = [draw.logprobs for draw in record.draws]
+        assert len(distributions) == 3 and all(len(d) == spec.high + 1 for d in distributions)
+        assert all(sum(math.exp(x) for x in d) == pytest.approx(1.0) for d in distributions)
+        per_field = [d[count] for d, count in zip(distributions, record.choice, strict=True)]
+        assert record.step_logprobs == pytest.approx(per_field, abs=1e-12)
         assert record.logprob == pytest.approx(sum(per_field), abs=1e-9)
         start, end = record.start, record.start + len(record.token_ids)
         assert policy.lm.tokenizer.decode(chat.token_ids[start:end]) == record.reply
-        forced = teacher_forced(lm, None, chat.token_ids[:end])[start - 1:]
-        assert torch.allclose(forced, torch.tensor(record.token_logprobs), atol=1e-5)
+        for draw in record.draws:  # each drawn value sits in the chat where its draw says
+            at = start + draw.offset
+            assert chat.token_ids[at:at + len(draw.candidates[draw.pick])] == draw.candidates[draw.pick]
         if k % 3:
             continue
         # each field's distribution is the teacher-forced one over "v" + the piece after it
@@ -183,7 +129,7 @@ def test_proposals_are_sampled_field_by_field_over_legal_values():
             scores = torch.tensor([option_logprob(lm, None, prefix, c) for c in candidates],
                                   dtype=torch.float64)
             expected = (scores / policy.temperature).log_softmax(0)
-            assert record.distributions[i] == pytest.approx(expected.tolist(), abs=1e-5)
+            assert distributions[i] == pytest.approx(expected.tolist(), abs=1e-5)
             prefix = prefix + candidates[count]
 
 
@@ -207,12 +153,13 @@ def test_kv_cache_gives_the_same_distributions_as_recomputing(game_name):
     for a, b in zip(runs[True], runs[False], strict=True):
         assert (a.round, a.slot, a.seat, a.choice) == (b.round, b.slot, b.seat, b.choice)
         assert a.token_ids == b.token_ids
-        for da, db in zip(a.distributions, b.distributions, strict=True):
-            assert da == pytest.approx(db, abs=1e-5)
-        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
+        for da, db in zip(a.draws, b.draws, strict=True):
+            assert da.logprobs == pytest.approx(db.logprobs, abs=1e-5)
+        assert a.step_logprobs == pytest.approx(b.step_logprobs, abs=1e-5)
     # the cache made later rounds cheap: far fewer tokens went through the model
     assert cached.stats["forward_tokens"] < fresh.stats["forward_tokens"] / 2
-    assert all(chat.kv is not None for pair in cached.trajectories for chat in pair)
+    # and it is freed when the batch ends
+    assert cached.cache_bytes() == 0 and all(chat.kv is None for pair in cached.trajectories for chat in pair)
 
 
 def test_messages_with_and_without_cache_agree():
@@ -226,7 +173,7 @@ def test_messages_with_and_without_cache_agree():
         runs[use_cache] = [record for _, record in all_records(policy)]
     for a, b in zip(runs[True], runs[False], strict=True):
         assert a.token_ids == b.token_ids and a.reply == b.reply
-        assert a.token_logprobs == pytest.approx(b.token_logprobs, abs=1e-5)
+        assert a.step_logprobs == pytest.approx(b.step_logprobs, abs=1e-5)
 
 
 # --------------------------------------------------------------------------
@@ -246,7 +193,8 @@ def test_full_games_play_through(game_name):
                 for record in chat:
                     assert (record.slot, record.seat) == (slot, seat)
                     assert 0 <= record.round < 3
-                    assert len(record.token_ids) == len(record.token_logprobs) > 0
+                    steps = len(record.token_ids) if record.kind == "message" else len(record.draws)
+                    assert len(record.step_logprobs) == steps > 0
                     span = slice(record.start, record.start + len(record.token_ids))
                     assert chat.token_ids[span] == record.token_ids
                 mask = chat.action_mask()
@@ -410,6 +358,8 @@ def test_smollm2_plays_ipd_and_split():
         assert all(e.game.done and e.invalid == 0 for e in episodes)
     chat = policy.trajectories[0][0]
     record = chat[0]
-    end = record.start + len(record.token_ids)
-    forced = teacher_forced(lm, "learner", chat.token_ids[:end])[record.start - 1:]
-    assert torch.allclose(forced, torch.tensor(record.token_logprobs), atol=1e-4)
+    prefix = chat.token_ids[:record.start]
+    (draw,) = record.draws
+    scores = torch.tensor([option_logprob(lm, "learner", prefix, c) for c in draw.candidates],
+                          dtype=torch.float64)
+    assert draw.logprobs == pytest.approx(scores.log_softmax(0).tolist(), abs=1e-4)

@@ -8,16 +8,10 @@ import torch
 
 from detente.config import load_config
 from detente.runs import read_jsonl
-from detente.train.llm import (
-    LEARNER,
-    LLMTrainer,
-    action_logprobs,
-    plan,
-    round_credit,
-    token_batch,
-    train_llm,
-    training_rows,
-)
+from detente.train.llm import LEARNER, LLMTrainer, round_credit, train_llm
+from detente.train.seating import plan, training_rows
+from detente.train.terms import term_batch, term_logprobs
+from llm_helpers import perturb
 from tiny_model import tiny_lm
 
 FAST = ["agent.kind=llm", "train.lr=0.01", "agent.max_message_tokens=6", "train.iterations=1",
@@ -58,27 +52,35 @@ def test_one_iteration_of_every_game_and_algorithm_changes_the_adapter(tmp_path,
     assert len(transcript) == 4 and json.loads(transcript[0])["chats"]
 
 
-def first_batch(cfg, out):
-    """A fresh trainer and the token batch of its first iteration's self-play games, before any update."""
+def first_batch(cfg, out, lm=None):
+    """A fresh trainer and the term batch of its first iteration's self-play games, before any update."""
     from detente.rollout.play import play
 
-    trainer = LLMTrainer(cfg, out, lm=tiny_lm())
+    trainer = LLMTrainer(cfg, out, lm=lm or tiny_lm())
     seatings = plan(cfg, 0, trainer.learner, None, [])
     games = [trainer.game_factory() for _ in seatings]
     play(games, [s.players for s in seatings], [s.seed for s in seatings],
          streams=list(range(len(seatings))))
     rows = training_rows(seatings)
     C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-    return trainer, token_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
+    return trainer, term_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
 
 
-def test_recorded_sampler_logprobs_match_the_training_forward(tmp_path):
-    """rho = 1 before the first update: the token layout of the loss is the sampled one."""
-    trainer, batch = first_batch(config("game.name=trust_split"), tmp_path)
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+@pytest.mark.parametrize("game", ["ipd", "split", "trust_split"])
+def test_recorded_sampler_logprobs_equal_the_training_recompute(tmp_path, game, temperature):
+    """rho = 1 before the first update: the loss recomputes log pi of every draw over its legal options
+    and of every message token, at the sampling temperature, exactly as the sampler drew them."""
+    lm = tiny_lm()
+    lm.add_adapter(LEARNER)
+    perturb(lm, LEARNER, seed=4, scale=0.3)
+    cfg = config(f"game.name={game}", f"agent.temperature={temperature}")
+    trainer, batch = first_batch(cfg, tmp_path, lm)
     with torch.no_grad(), trainer.lm.active(LEARNER) as model:
-        logp, _ = action_logprobs(model, batch.ids, batch.attention, batch.action)
-    assert batch.n_tokens > 20
-    torch.testing.assert_close(logp, batch.logp_old[batch.action], atol=1e-5, rtol=0)
+        logp, H = term_logprobs(model, batch, len(lm.tokenizer), temperature)
+    assert batch.n_terms > 10 and batch.lost == 0
+    torch.testing.assert_close(logp, batch.logp_old, atol=2e-5, rtol=0)
+    assert bool((H >= 0).all()) and float(H.max()) > 0.01
 
 
 def test_seed_groups_share_the_environment_and_rows_are_grouped_by_seat():
@@ -148,7 +150,7 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(t
         mlp = trainer.lm.base.model.layers[0].mlp
         # a pre-hook: torch's recomputation stops as soon as it has what the backward needs
         hook = mlp.register_forward_pre_hook(lambda *_, calls=mlp_calls: calls.update(["mlp"]))
-        trainer._micro_batch_loss(batch, slice(None), batch.n_tokens)["loss"].backward()
+        trainer._micro_batch_loss(batch, batch.n_terms)["loss"].backward()
         hook.remove()
         grads = {n: p.grad.clone() for n, p in trainer.lm.model.named_parameters() if p.grad is not None}
         results[on] = (mlp_calls["mlp"], grads)

@@ -7,6 +7,7 @@ template, and a 2-layer Llama with hidden size 32 in float32 on CPU.
 
 from __future__ import annotations
 
+import copy
 from functools import lru_cache
 from typing import Any
 
@@ -73,8 +74,9 @@ def tiny_model(seed: int = 0, attn: str = "sdpa") -> Any:
 
 
 def tiny_lm(seed: int = 0, attn: str = "sdpa", **lora: Any) -> Any:
-    """A :class:`~detente.policies.llm_backend.LoRAModel` on a fresh tiny model (LoRA rank 4 by default)."""
+    """A :class:`~detente.policies.llm_backend.LoRAModel` on a fresh tiny model (LoRA rank 4 by default),
+    with its own copy of the tokenizer (a test may change its chat template)."""
     from detente.policies.llm_backend import LoRAModel
 
     lora = {"lora_r": 4, "lora_alpha": 8, **lora}
-    return LoRAModel(tiny_model(seed, attn), tiny_tokenizer(), **lora)
+    return LoRAModel(tiny_model(seed, attn), copy.deepcopy(tiny_tokenizer()), **lora)

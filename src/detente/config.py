@@ -17,6 +17,7 @@ from typing import Any, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from detente.errors import ConfigError
 from detente.games import make_game
 
 DEFAULT_LR = {"tabular": 0.1, "llm": 3e-6}
@@ -81,6 +82,16 @@ class CreditConfig(Strict):
     group_size: int = Field(8, ge=2, description="K games per seed group; K >= 2 for leave-one-out. "
                             "Paper code: 8 for Split and TAS.")
 
+    @property
+    def baseline_group_size(self) -> int | None:
+        """Rows per leave-one-out block: K with the group baseline, None (the whole batch) without."""
+        return self.group_size if self.group_baseline else None
+
+    @property
+    def seed_group_size(self) -> int:
+        """Games that share one game seed: K with the group baseline, else 1 (every game its own)."""
+        return self.group_size if self.group_baseline else 1
+
 
 # ---------------------------------------------------------------- train
 class TrainConfig(Strict):
@@ -105,6 +116,9 @@ class TrainConfig(Strict):
                                          "(transformers' gradient checkpointing): far less memory for long "
                                          "chats, more compute. The loss forward then runs in train mode, so "
                                          "the model must have no dropout (true of the presets' models).")
+    max_nonfinite: int = Field(3, ge=1, description="llm: an update whose loss or gradient holds NaN or "
+                               "inf is skipped (counted in nonfinite_steps); after this many skipped in a "
+                               "row the run stops, resumable from its last good checkpoint.")
     checkpoint_every: int = Field(10, ge=1, description="llm: keep checkpoints/iter_N every this many "
                                   "iterations (the resume state is saved after every iteration).")
     transcripts: int = Field(4, ge=0, description="llm: games per iteration written to "
@@ -119,8 +133,13 @@ class BufferConfig(Strict):
     every: int = Field(10, ge=1, description="Add the learner's current adapter to the buffer every this "
                        "many iterations (paper: 10).")
     prob: float = Field(0.5, ge=0.0, le=1.0, description="Probability that a seed group's co-player is a "
-                        "past checkpoint rather than the live policy (paper: 0.5). Only the learner's "
-                        "seat of those games is trained.")
+                        "past checkpoint rather than the live policy (paper: 0.5). With the buffer on, "
+                        "one seat of every group is trained (alternating between groups), so this is "
+                        "also the buffer's share of the training rows.")
+    max_size: int = Field(28, ge=1, description="Past checkpoints kept loaded as adapters (paper code: "
+                          "about 28). When a new snapshot would exceed it, the oldest loaded one is "
+                          "unloaded and no longer drawn; every snapshot stays on disk in "
+                          "checkpoints/buffer/.")
 
 
 class RunConfig(Strict):
@@ -169,15 +188,14 @@ class RunConfig(Strict):
         if self.buffer.enabled and self.coplayer != "self":
             raise ValueError(f"buffer.enabled needs coplayer 'self' (got {self.coplayer!r}): the buffer "
                              "holds past checkpoints of a self-playing learner")
+        if self.agent.kind == "llm" and self.agent.temperature == 0:
+            raise ValueError("agent.temperature 0 (greedy) leaves nothing to learn from: an llm learner "
+                             "needs sampling probabilities, so use a temperature > 0 (paper: 1.0)")
         if self.agent.kind == "tabular" and (self.buffer.enabled or self.train.epochs > 1
                                             or self.train.kl_coef > 0):
             raise ValueError("buffer, train.epochs > 1 and train.kl_coef are llm options; the tabular "
                              "learner does not use them")
         return self
-
-
-class ConfigError(ValueError):
-    """A config file or override is wrong; the message is one line for the user."""
 
 
 EXTENDS = "extends"

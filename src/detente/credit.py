@@ -10,7 +10,8 @@ one agent, column ``t`` one round (a round is one timestep). Shapes::
 Pipeline: rewards ``r`` (already divided by the game's constant c) ->
 :func:`discounted_returns` ``G`` -> :func:`leave_one_out_baseline` ``A`` ->
 credit ``C`` (:func:`naive_credit`, :func:`sum_rewards_credit` or
-:func:`advantage_alignment_credit`; :func:`credit` picks one by name).
+:func:`advantage_alignment_credit`; :func:`credit` picks one by name;
+:func:`pair_credit` runs the whole pipeline for a learner and its co-player).
 
 Sources: Duque et al., "Advantage Alignment Algorithms", ICLR 2025,
 arXiv 2406.14662; Piche et al., "Learning Robust Social Strategies with Large
@@ -126,6 +127,27 @@ def credit(
     if algorithm == "sum_rewards":
         return sum_rewards_credit(A1, A2)
     return advantage_alignment_credit(A1, A2, gamma, beta)
+
+
+def pair_credit(
+    r1: Tensor,
+    r2: Tensor,
+    algorithm: Algorithm,
+    *,
+    gamma: float,
+    beta: float,
+    group_size: int | None = None,
+    mask: Tensor | None = None,
+) -> Tensor:
+    """Credit ``C`` (B, T) of agent 1 from both agents' scaled rewards ``r1``, ``r2`` (B, T).
+
+    ``A^1 = advantages(r1)`` and ``A^2 = advantages(r2)``, each agent's own rewards through the
+    same leave-one-out blocks of ``group_size`` rows (None: the whole batch), then
+    ``C = credit(algorithm, A^1, A^2)``. Row b of ``r2`` is the co-player of row b of ``r1``.
+    """
+    A1 = advantages(r1, gamma, group_size, mask)
+    A2 = advantages(r2, gamma, group_size, mask)
+    return credit(algorithm, A1, A2, gamma=gamma, beta=beta)
 
 
 def _masked(x: Tensor, mask: Tensor | None) -> Tensor:

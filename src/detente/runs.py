@@ -1,12 +1,19 @@
 """A run on disk: ``runs/<name>/`` with config, metrics, checkpoints.
 
-Every write is atomic — written to a temporary file in the same folder, then
-renamed over the target — so a run killed at any moment leaves either the old
-or the new file, never half of one.
+Every write is atomic — written to a temporary file in the same folder,
+fsynced, then renamed over the target — so a run killed at any moment leaves
+either the old or the new file, never half of one. Temporary names start
+with :data:`TMP_PREFIX`; :func:`sweep_temp` removes the ones a kill left behind.
+``metrics.jsonl`` grows by appending one fsynced line per iteration; a kill
+during an append can leave a torn last line, which :func:`read_jsonl` with
+``tolerate_torn_tail`` drops (a resume rewrites the file without it).
 """
 
 from __future__ import annotations
 
+import ctypes
+import ctypes.util
+import functools
 import json
 import os
 import shutil
@@ -24,13 +31,15 @@ MATRIX = "matrix.json"
 TRANSCRIPTS = "transcripts"
 """Folder of transcript lines: ``iter_N.jsonl`` (training iteration N), ``crossplay.jsonl`` (an eval)."""
 CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
+TMP_PREFIX = ".detente-tmp."
+"""Every temporary file or folder detente writes starts with this."""
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` with ``data`` in one rename."""
+    """Replace ``path`` with ``data`` in one rename, after an fsync."""
     path.parent.mkdir(parents=True, exist_ok=True)
     mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
     try:
         with os.fdopen(fd, mode) as handle:
             handle.write(data)
@@ -46,28 +55,107 @@ def write_atomic(path: Path, data: str | bytes) -> None:
 def atomic_dir(target: Path) -> Iterator[Path]:
     """Yield an empty temporary sibling of ``target`` to fill; on success it replaces ``target``.
 
-    The swap is a delete and a rename: a kill between them leaves no ``target``
-    (and a stray ``.target-*`` folder), never a half-written one.
+    A new target is one rename. An existing one is swapped with the new folder in one atomic
+    exchange (Linux ``renameat2(RENAME_EXCHANGE)``), so ``target`` exists at every moment, then
+    the old copy is deleted. Where the exchange is unavailable the old folder is renamed aside
+    first and a kill in between leaves it there as a temporary (:func:`sweep_temp` removes it).
     """
     target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{target.name}-", dir=target.parent))
+    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent))
     try:
         yield tmp
-        if target.exists():
-            shutil.rmtree(target)
-        tmp.rename(target)
+        for path in tmp.rglob("*"):
+            if path.is_file():
+                _fsync(path)
+        if not target.exists():
+            tmp.rename(target)
+        elif _exchange(tmp, target):
+            shutil.rmtree(tmp)  # now the old folder
+        else:
+            aside = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.old.", dir=target.parent))
+            target.rename(aside / target.name)
+            tmp.rename(target)
+            shutil.rmtree(aside)
     finally:
         if tmp.exists():
             shutil.rmtree(tmp, ignore_errors=True)
 
 
+_RENAME_EXCHANGE = 2
+_AT_FDCWD = -100
+
+
+@functools.cache
+def _renameat2() -> Any:
+    libc_name = ctypes.util.find_library("c")
+    return None if libc_name is None else getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+
+
+def _exchange(a: Path, b: Path) -> bool:
+    """Atomically swap two paths (``renameat2`` with ``RENAME_EXCHANGE``); False if unsupported."""
+    renameat2 = _renameat2()
+    if renameat2 is None:
+        return False
+    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+
+
+def _fsync(path: Path) -> None:
+    with open(path, "rb") as handle:
+        os.fsync(handle.fileno())
+
+
 def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line; the whole file is rewritten atomically so no line is ever torn."""
-    old = path.read_text() if path.exists() else ""
-    write_atomic(path, old + json.dumps(record, sort_keys=False) + "\n")
+    """Append one JSON line and fsync it (a kill can tear only this last line)."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with open(path, "a") as handle:
+        handle.write(json.dumps(record, sort_keys=False) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
 
 
-def read_jsonl(path: Path) -> list[dict[str, Any]]:
+def read_jsonl(path: Path, *, tolerate_torn_tail: bool = False) -> list[dict[str, Any]]:
+    """The JSON lines of ``path`` ([] if it does not exist). ``tolerate_torn_tail`` drops a last line
+    that is not valid JSON or lacks its newline (an append cut short by a kill)."""
     if not path.exists():
         return []
-    return [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
+    text = path.read_text()
+    lines = text.splitlines()
+    if tolerate_torn_tail and lines and not text.endswith("\n"):
+        lines = lines[:-1]
+    records = []
+    for i, line in enumerate(lines):
+        if not line.strip():
+            continue
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            if tolerate_torn_tail and i == len(lines) - 1:
+                break
+            raise
+    return records
+
+
+def sweep_temp(folder: Path) -> list[Path]:
+    """Delete every temporary file or folder a killed write left under ``folder``; return them."""
+    found = sorted(Path(folder).rglob(f"{TMP_PREFIX}*"), key=lambda p: len(p.parts))
+    removed = []
+    for path in found:
+        if not path.exists() and not path.is_symlink():
+            continue  # inside a temporary folder removed already
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+        removed.append(path)
+    return removed
+
+
+def fresh_dir(folder: Path) -> None:
+    """Make ``folder`` an empty folder: an existing one is first renamed aside (atomic), then deleted,
+    so nothing of an old run (checkpoints, buffer, transcripts) survives into a new one."""
+    folder = Path(folder)
+    if folder.exists():
+        aside = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}.old.", dir=folder.parent))
+        folder.rename(aside / folder.name)
+        shutil.rmtree(aside)
+    folder.mkdir(parents=True)

@@ -44,6 +44,10 @@ class Policy(ABC):
     def begin(self, n_slots: int) -> None:  # noqa: B027 - optional hook, no-op by default
         """Called before a batch of ``n_slots`` games starts (reset per-game state here)."""
 
+    def end(self) -> None:  # noqa: B027 - optional hook, no-op by default
+        """Called after the last decision of a batch: free what only acting needed (caches);
+        what the batch recorded stays readable."""
+
     @abstractmethod
     def act(self, decisions: Sequence[Decision]) -> list[str]:
         """Return one raw text per decision, in order."""

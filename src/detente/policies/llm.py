@@ -12,22 +12,35 @@ layer) with exact sampling over legal actions instead of free text + parsing.
   tokens that were sampled.
 * **Choices** (:class:`~detente.games.base.ChoiceSpec`) are sampled exactly:
   every option's tokens are scored after the chat in one batched forward
-  (options packed as a token tree), and an option is drawn from
-  ``softmax(log p(option) / temperature)``.
+  (options packed as a token tree, :func:`candidate_tree`), and an option is
+  drawn from ``pi(o) = softmax(score(o) / T)``, ``score(o)`` the summed
+  log-probabilities of its tokens (:func:`candidate_scores`).
 * **Proposals** (:class:`~detente.games.base.ProposalSpec`) are sampled field
   by field: the reply is ``pieces[0] + v0 + pieces[1] + v1 + ...``; for field i
   each value ``0..high`` (with the piece after it) is scored after the text so
-  far and one is drawn as above. The log-probability is the sum over fields.
+  far and one is drawn as above. The log-probability is the sum over fields;
+  the fixed pieces are forced, never drawn, so they carry no probability.
 * **Messages** (:class:`~detente.games.base.MessageSpec`) are sampled token by
-  token at the temperature, up to a token limit derived from ``max_chars``;
-  a reply without the delimiters is wrapped in them. The game validates it.
+  token from ``softmax(logits / T)``, up to a token limit derived from
+  ``max_chars``; a reply without the delimiters is wrapped in them. The game
+  validates it.
+* **One distribution, everywhere.** Token log-probabilities are taken over
+  the tokenizer's vocabulary only (:func:`next_token_logprobs`: ids a model
+  pads its head with are never drawn). What is recorded is the log-probability
+  under the rule that drew the answer, and the trainer recomputes exactly that
+  (:mod:`detente.train.terms`).
 * **KV cache.** Each chat keeps the keys/values of its tokens between calls,
   so a round costs its new tokens only (``use_cache=False`` recomputes every
   chat from the start each call, for comparison).
 * **Records.** Every answer appends an :class:`ActionRecord` to
   ``policy.trajectories[slot][seat]`` (a :class:`Trajectory`, reset by
-  :meth:`LLMPolicy.begin`): the action tokens, their log-probabilities, the
-  round, and where the tokens sit in the chat's token ids.
+  :meth:`LLMPolicy.begin`): the action tokens, the round, where the tokens sit
+  in the chat's token ids, and one sampler log-probability per *step* of the
+  answer: per :class:`Draw` for choices and proposals (with every candidate,
+  so a trainer can score them all again), per token for messages.
+* **Non-finite numbers stop the policy.** A distribution with NaN or infinite
+  logits raises :class:`~detente.errors.NonFiniteError` naming the policy,
+  instead of silently drawing option 0.
 
 Several policies can share one :class:`~detente.policies.llm_backend.LoRAModel`
 (one copy of the base weights): ``lm.policy("learner")``, ``lm.policy(None)``
@@ -45,6 +58,7 @@ from typing import Any, Literal
 
 import torch
 
+from detente.errors import NonFiniteError
 from detente.games.base import ActionSpec, ChoiceSpec, MessageSpec, ParseError, ProposalSpec, Seat
 from detente.policies.base import Decision, Policy
 from detente.policies.llm_backend import KV, LoRAModel, PackedBatch, Query
@@ -64,6 +78,25 @@ Kind = Literal["choice", "proposal", "message"]
 # What is recorded
 # --------------------------------------------------------------------------
 @dataclass
+class Draw:
+    """One exact draw among legal alternatives: a choice, or one field of a proposal.
+
+    ``pi(o) = softmax(score(o) / T)`` over the candidates, ``score(o)`` the summed
+    log-probabilities of candidate o's tokens after the chat so far.
+    """
+
+    offset: int
+    """Index in the record's ``token_ids`` of the drawn candidate's first token: every candidate is
+    scored after the chat tokens before it."""
+    candidates: list[list[int]]
+    """Token ids of every legal alternative, in option / value order."""
+    pick: int
+    """Index of the drawn candidate."""
+    logprobs: list[float]
+    """``log pi(o)`` of every candidate (temperature applied; the temperature-1 one when greedy)."""
+
+
+@dataclass
 class ActionRecord:
     """One answer of the policy, with what a trainer needs to score it again."""
 
@@ -75,14 +108,13 @@ class ActionRecord:
     reply: str
     """The text handed to the game."""
     token_ids: list[int]
-    """The action tokens: the assistant reply exactly as sampled/scored."""
-    token_logprobs: list[float]
-    """log p(token | chat before it) per action token, under the acting model (adapter
-    as acted, temperature 1, over the full vocabulary): what a teacher-forced forward
-    of the same weights recomputes."""
+    """The action tokens: the assistant reply exactly as sampled (forced pieces included)."""
+    step_logprobs: list[float]
+    """Sampler log-probability of each step of the answer, under the rule that drew it: per draw
+    (``log pi(o)`` over the legal candidates at temperature T) for choices and proposals, per token
+    (``log softmax(logits / T)``) for messages. All 0.0 when greedy (temperature 0)."""
     logprob: float
-    """log-probability of the reply under the sampling rule actually used (legal
-    options renormalised, temperature applied); 0.0 for greedy (temperature 0)."""
+    """Log-probability of the whole reply: the sum of ``step_logprobs``."""
     start: int | None
     """Index of ``token_ids[0]`` in the chat's ``Trajectory.token_ids`` (None if the chat
     had to be re-tokenised later, see ``Trajectory.resets``)."""
@@ -92,9 +124,8 @@ class ActionRecord:
     """Adapter that acted (None: the base model)."""
     choice: int | tuple[int, ...] | None = None
     """The option index (choice) or counts (proposal) sampled; None for messages."""
-    distributions: list[list[float]] = field(default_factory=list)
-    """Per draw (one for a choice, one per field of a proposal): the sampling log-probability
-    of every option / value, so ``logprob`` is the sum of the drawn entries. Empty for messages."""
+    draws: list[Draw] = field(default_factory=list)
+    """The draws of a choice (one) or proposal (one per field); empty for messages."""
     rejected: str | None = None
     """Why the game refuses this reply (its parser's reason), None for a valid reply. Checked
     when the reply is made, so it also covers a last try that ended in the game's fallback."""
@@ -135,6 +166,73 @@ class Trajectory:
 
 
 # --------------------------------------------------------------------------
+# Scoring candidates: pure functions
+# --------------------------------------------------------------------------
+def next_token_logprobs(logits: torch.Tensor, vocab: int, temperature: float = 1.0) -> torch.Tensor:
+    """``log softmax(logits[..., :vocab] / T)``: the next-token distribution over the tokenizer's
+    vocabulary (the ids a model pads its head with past it are never drawn). ``(..., V_model)`` ->
+    ``(..., vocab)``."""
+    logits = logits[..., :vocab]
+    if temperature != 1.0:
+        logits = logits / temperature
+    return logits.log_softmax(dim=-1)
+
+
+@dataclass(frozen=True)
+class CandidateTree:
+    """The candidates of one draw as a token tree after a chain of new chat tokens.
+
+    ``query`` feeds the chain (kept in the cache) and the candidates' tokens as scoring
+    branches; shared candidate prefixes are fed once. ``reads[c]`` lists, for each token of
+    candidate c, the row of the query's returned logits that predicts it and the token id.
+    """
+
+    query: Query
+    reads: list[list[tuple[int, int]]]
+
+
+def candidate_tree(chain: Sequence[int], candidates: Sequence[Sequence[int]]) -> CandidateTree:
+    """The query that scores every candidate after ``chain`` (the chat's uncached tokens, >= 1).
+
+    Token j of candidate c is predicted by the logits after its prefix ``c[:j]``: the last chain
+    token for j = 0, else the tree node of that prefix (one node per distinct prefix).
+    """
+    if not chain:
+        raise ValueError("candidate_tree needs at least one chain token: its logits score the first "
+                         "token of every candidate")
+    tokens, parents = list(chain), list(range(-1, len(chain) - 1))
+    last = len(chain) - 1
+    nodes: dict[tuple[int, ...], int] = {}  # candidate prefix -> index of its last token in the query
+    for candidate in candidates:
+        parent = last
+        for j in range(1, len(candidate)):
+            prefix = tuple(candidate[:j])
+            if prefix not in nodes:
+                tokens.append(candidate[j - 1])
+                parents.append(parent)
+                nodes[prefix] = len(tokens) - 1
+            parent = nodes[prefix]
+    want = sorted({last, *nodes.values()})
+    row = {index: r for r, index in enumerate(want)}
+    reads = [[(row[last if j == 0 else nodes[tuple(c[:j])]], c[j]) for j in range(len(c))]
+             for c in candidates]
+    return CandidateTree(Query(tokens, parents, len(chain), want), reads)
+
+
+def candidate_scores(reads: Sequence[Sequence[tuple[int, int]]], logp: torch.Tensor) -> torch.Tensor:
+    """``score(c) = sum_j log p(c_j | chat, c_<j)`` of every candidate, ``(C,)``, from the
+    next-token log-probabilities ``logp`` ``(rows, V)`` and each candidate's ``(row, token)`` reads."""
+    return torch.stack([logp[[r for r, _ in c], [t for _, t in c]].sum() for c in reads])
+
+
+def check_finite(values: torch.Tensor, policy: str, what: str) -> None:
+    """Raise :class:`NonFiniteError` naming ``policy`` if ``values`` hold a NaN or an infinity."""
+    if not bool(torch.isfinite(values).all()):
+        raise NonFiniteError(f"policy {policy!r}: the {what} it samples from holds NaN or infinite "
+                             "numbers (corrupt weights or a diverged update); refusing to draw from it")
+
+
+# --------------------------------------------------------------------------
 # Internal work items
 # --------------------------------------------------------------------------
 @dataclass
@@ -156,10 +254,8 @@ class _Job:
     start: int
     steps: list[_Step] = field(default_factory=list)
     action_ids: list[int] = field(default_factory=list)
-    token_logprobs: list[float] = field(default_factory=list)
-    logprob: float = 0.0
-    picks: list[int] = field(default_factory=list)
-    distributions: list[list[float]] = field(default_factory=list)
+    step_logprobs: list[float] = field(default_factory=list)
+    draws: list[Draw] = field(default_factory=list)
     content: str = ""
     reply: str = ""
 
@@ -258,11 +354,15 @@ class LLMPolicy(Policy):
         self.stats["act_seconds"] += time.perf_counter() - started  # type: ignore[assignment]
         return [job.reply for job in jobs]
 
-    def release_cache(self) -> None:
+    def end(self) -> None:
         """Drop every chat's key/value cache (records and token ids stay)."""
         for pair in self.trajectories:
             for chat in pair:
                 chat.kv = None
+
+    def cache_bytes(self) -> int:
+        """Bytes of key/value cache the chats hold now."""
+        return sum(chat.kv.nbytes() for pair in self.trajectories for chat in pair if chat.kv is not None)
 
     # -- chats ----------------------------------------------------------------
     def _new_chat(self) -> Trajectory:
@@ -323,17 +423,17 @@ class LLMPolicy(Policy):
         chat.messages.append({"role": "assistant", "content": job.content})
         choice: int | tuple[int, ...] | None = None
         if job.kind == "choice":
-            choice = job.picks[0]
+            choice = job.draws[0].pick
         elif job.kind == "proposal":
-            choice = tuple(job.picks)
+            choice = tuple(draw.pick for draw in job.draws)
         parsed = d.game.parse(d.seat, job.reply)  # never raises
         rejected = parsed.reason if isinstance(parsed, ParseError) else None
         self.stats["invalid"] += rejected is not None
         chat.records.append(ActionRecord(
             round=d.game.round, slot=d.slot, seat=d.seat, kind=job.kind, reply=job.reply,
-            token_ids=job.action_ids, token_logprobs=job.token_logprobs, logprob=job.logprob,
-            start=job.start, attempt=job.attempt, adapter=self.adapter, choice=choice,
-            distributions=job.distributions, rejected=rejected,
+            token_ids=job.action_ids, step_logprobs=job.step_logprobs, logprob=sum(job.step_logprobs),
+            start=job.start, attempt=job.attempt, adapter=self.adapter, choice=choice, draws=job.draws,
+            rejected=rejected,
         ))
 
     # -- choices and proposals ------------------------------------------------
@@ -354,87 +454,54 @@ class LLMPolicy(Policy):
         return steps
 
     def _score(self, model: Any, jobs: list[_Job]) -> None:
-        """Answer choices/proposals: each step scores every candidate in one packed forward."""
+        """Answer choices/proposals: per step, one packed forward scores every candidate of every chat."""
         batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
         for s in range(max(len(job.steps) for job in jobs)):
-            queries: list[Query | None] = []
-            tries: list[tuple[int, dict[tuple[int, ...], int], int] | None] = []
+            # 1. force the step's fixed tokens, then hang its candidates off each chat as a tree
+            trees: list[CandidateTree | None] = []
             for b, job in enumerate(jobs):
                 if s >= len(job.steps):
-                    queries.append(None)
-                    tries.append(None)
+                    trees.append(None)
                     continue
                 step = job.steps[s]
-                ids = job.chat.token_ids
-                first_forced = len(ids)
-                ids.extend(step.forced)
-                job.chat.text += step.forced_text
-                job.action_ids.extend(step.forced)
-                base = batch.lengths[b]
-                chain = ids[base:]
-                if not chain:
-                    raise RuntimeError("internal: no uncached token before the candidates")
-                last = len(chain) - 1
-                tokens, parents = list(chain), list(range(-1, len(chain) - 1))
-                want = {last} | {first_forced - base - 1 + k for k in range(len(step.forced))}
-                nodes: dict[tuple[int, ...], int] = {}
-                for cand in step.candidates:
-                    parent = last
-                    for j in range(1, len(cand)):
-                        prefix = tuple(cand[:j])
-                        if prefix not in nodes:
-                            tokens.append(cand[j - 1])
-                            parents.append(parent)
-                            nodes[prefix] = len(tokens) - 1
-                            want.add(len(tokens) - 1)
-                        parent = nodes[prefix]
-                queries.append(Query(tokens, parents, len(chain), sorted(want)))
-                tries.append((last, nodes, first_forced - base - 1))
-                self.stats["forward_tokens"] += len(tokens)
-            outs = batch.step(queries)
-            for b, job in enumerate(jobs):
-                info, query = tries[b], queries[b]
-                if info is None or query is None:
+                self._append(job, step.forced, step.forced_text)
+                trees.append(candidate_tree(job.chat.token_ids[batch.lengths[b]:], step.candidates))
+                self.stats["forward_tokens"] += len(trees[-1].query.tokens)  # type: ignore[union-attr]
+            # 2. one forward scores every candidate
+            outs = batch.step([tree.query if tree else None for tree in trees])
+            # 3. draw, and append the drawn candidate to the chat
+            for job, tree, logits in zip(jobs, trees, outs, strict=True):
+                if tree is None:
                     continue
-                last, nodes, before_forced = info
                 step = job.steps[s]
-                logits = outs[b]
-                lse = logits.logsumexp(dim=-1)
-                row = {index: r for r, index in enumerate(query.want)}
-
-                def logp(index: int, token: int, logits: torch.Tensor = logits, lse: torch.Tensor = lse,
-                         row: dict[int, int] = row) -> float:
-                    r = row[index]
-                    return float(logits[r, token] - lse[r])
-
-                for k, token in enumerate(step.forced):
-                    job.token_logprobs.append(logp(before_forced + k, token))
-                terms = []
-                for cand in step.candidates:
-                    parts = [logp(last, cand[0])] if cand else []
-                    parts += [logp(nodes[tuple(cand[:j])], cand[j]) for j in range(1, len(cand))]
-                    terms.append(parts)
-                pick, distribution = self._draw([sum(t) for t in terms], job.decision)
-                job.picks.append(pick)
-                job.distributions.append(distribution)
-                job.logprob += distribution[pick] if self.temperature > 0 else 0.0
-                job.action_ids.extend(step.candidates[pick])
-                job.token_logprobs.extend(terms[pick])
-                job.chat.token_ids.extend(step.candidates[pick])
-                job.chat.text += step.texts[pick]
+                scores = candidate_scores(tree.reads, next_token_logprobs(logits, self._vocab))
+                pick, logprobs = self._draw(scores, job.decision)
+                offset = len(job.action_ids)
+                job.draws.append(Draw(offset, step.candidates, pick, logprobs))
+                job.step_logprobs.append(logprobs[pick] if self.temperature > 0 else 0.0)
+                self._append(job, step.candidates[pick], step.texts[pick])
         for job in jobs:
             spec = job.decision.spec
-            job.reply = (spec.render(job.picks[0]) if isinstance(spec, ChoiceSpec)
-                         else spec.render(tuple(job.picks)))  # type: ignore[union-attr, arg-type]
+            picks = [draw.pick for draw in job.draws]
+            job.reply = (spec.render(picks[0]) if isinstance(spec, ChoiceSpec)
+                         else spec.render(tuple(picks)))  # type: ignore[union-attr, arg-type]
             job.content = job.reply
         self._keep(jobs, batch)
 
-    def _draw(self, scores: list[float], decision: Decision) -> tuple[int, list[float]]:
-        """Index drawn from softmax(scores / temperature) with the decision's rng, and that distribution.
+    @staticmethod
+    def _append(job: _Job, ids: Sequence[int], text: str) -> None:
+        """Add answer tokens (and the text they stand for) to the job's chat and action."""
+        job.chat.token_ids.extend(ids)
+        job.chat.text += text
+        job.action_ids.extend(ids)
+
+    def _draw(self, scores: torch.Tensor, decision: Decision) -> tuple[int, list[float]]:
+        """Index drawn from ``pi = softmax(scores / T)`` with the decision's rng, and ``log pi``.
 
         Temperature 0 takes the best option (the distribution reported is the temperature-1 one).
         """
-        values = torch.tensor(scores, dtype=torch.float64)
+        values = scores.double()
+        check_finite(values, self.name, "option scores")
         if self.temperature == 0:
             return int(values.argmax()), values.log_softmax(dim=0).tolist()
         logp = (values / self.temperature).log_softmax(dim=0)
@@ -462,12 +529,11 @@ class LLMPolicy(Policy):
             for b, job in enumerate(jobs):
                 if not active[b]:
                     continue
-                token, raw, sampled = self._sample(outs[b][0], job.decision)
+                token, sampled = self._sample(outs[b][0], job.decision)
                 generated[b].append(token)
                 job.chat.token_ids.append(token)
                 job.action_ids.append(token)
-                job.token_logprobs.append(raw)
-                job.logprob += sampled
+                job.step_logprobs.append(sampled)
                 spec = job.decision.spec
                 assert isinstance(spec, MessageSpec)
                 if token in self._stop_ids:
@@ -495,23 +561,20 @@ class LLMPolicy(Policy):
             else:  # a stop token the template does not write: leave it out of the chat
                 job.chat.token_ids.pop()
                 job.action_ids.pop()
-                job.token_logprobs.pop()
+                job.step_logprobs.pop()
         visible = self.lm.tokenizer.decode(content_ids, skip_special_tokens=True)
         if spec.start not in visible and spec.end not in visible:
             visible = spec.render(visible.strip())
             self.stats["wrapped"] += 1
         job.reply = visible
 
-    def _sample(self, logits: torch.Tensor, decision: Decision) -> tuple[int, float, float]:
-        """Draw one token: (token, log p at temperature 1, log p under the sampling rule)."""
-        raw = logits.log_softmax(dim=-1)
-        logits = logits[: self._vocab]  # ids past the tokenizer's vocabulary are never drawn
+    def _sample(self, logits: torch.Tensor, decision: Decision) -> tuple[int, float]:
+        """Draw one token from ``softmax(logits / T)``: (token, its log-probability; 0.0 when greedy)."""
+        check_finite(logits, self.name, "next-token distribution")
         if self.temperature == 0:
-            token = int(logits.argmax())
-            return token, float(raw[token]), 0.0
-        logp = (logits.double() / self.temperature).log_softmax(dim=-1)
-        token, sampled = _inverse_cdf(logp, decision.rng.random())
-        return token, float(raw[token]), sampled
+            return int(logits[: self._vocab].argmax()), 0.0
+        logp = next_token_logprobs(logits.double(), self._vocab, self.temperature)
+        return _inverse_cdf(logp, decision.rng.random())
 
     def _message_limit(self, spec: MessageSpec) -> int:
         if self.max_message_tokens is not None:

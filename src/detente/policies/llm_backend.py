@@ -68,6 +68,7 @@ class LoRAModel:
             raise ValueError(f"lora_r must be >= 1, got {lora_r}")
         if lora_alpha <= 0:
             raise ValueError(f"lora_alpha must be > 0, got {lora_alpha}")
+        check_packable(model.config)
         impl = getattr(model.config, "_attn_implementation", None)
         if impl not in ("sdpa", "eager"):
             # The packed forward passes a 4D float mask, which sdpa and eager take as is.
@@ -185,6 +186,25 @@ class LoRAModel:
             save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp / ADAPTER_WEIGHTS)
         return path
 
+    def load_weights(self, name: str, path: str | Path) -> None:
+        """Overwrite adapter ``name``'s weights with those saved in ``path`` (a :meth:`save_adapter`
+        folder). The saved tensors must match the adapter's in names and shapes, both ways."""
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+        from safetensors.torch import load_file
+
+        self._check(name)
+        saved = load_file(Path(path) / ADAPTER_WEIGHTS)
+        current = get_peft_model_state_dict(self.model, adapter_name=name)
+        problems = [f"{k} missing in the file" for k in current if k not in saved]
+        problems += [f"{k} not in adapter {name!r}" for k in saved if k not in current]
+        problems += [f"{k}: file {tuple(saved[k].shape)} vs adapter {tuple(v.shape)}"
+                     for k, v in current.items() if k in saved and saved[k].shape != v.shape]
+        if problems:
+            raise ValueError(f"{path} does not fit adapter {name!r} ({len(saved)} tensors in the file, "
+                             f"{len(current)} in the adapter; {len(problems)} differ): "
+                             + "; ".join(problems[:3]))
+        set_peft_model_state_dict(self.model, saved, adapter_name=name)
+
     def copy_adapter(self, source: str, target: str) -> None:
         """Add ``target`` as a frozen copy of ``source`` (e.g. a past checkpoint of the learner)."""
         from peft import get_peft_model_state_dict, set_peft_model_state_dict
@@ -262,6 +282,25 @@ class LoRAModel:
     def __repr__(self) -> str:
         name = getattr(self.base.config, "_name_or_path", type(self.base).__name__)
         return f"LoRAModel({name!r}, adapters={self.adapters})"
+
+
+def check_packable(config: Any) -> None:
+    """Raise ``ValueError`` for a model the packed forward cannot serve exactly.
+
+    The packed forward (and the trainer's, :mod:`detente.train.terms`) passes an explicit 4D
+    attention mask, which says who sees whom and nothing else: a sliding attention window would
+    not be applied. Models with one (Mistral v0.1, Gemma 2/3's sliding layers, Qwen2 with
+    ``use_sliding_window``) are refused rather than served wrong.
+    """
+    name = getattr(config, "_name_or_path", "") or getattr(config, "model_type", "this model")
+    layer_types = getattr(config, "layer_types", None) or []
+    window = getattr(config, "sliding_window", None)
+    sliding = any("sliding" in str(kind) for kind in layer_types)
+    if window and getattr(config, "use_sliding_window", True) is not False and not layer_types:
+        sliding = True
+    if sliding:
+        raise ValueError(f"model {name!r} uses sliding-window attention (window {window} tokens), which "
+                         "detente's packed forward does not apply; it cannot be served exactly")
 
 
 # --------------------------------------------------------------------------

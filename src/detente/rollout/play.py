@@ -58,6 +58,9 @@ def play(
     players' randomness in game i (default: the game's seed). Games that share
     a seed to share their environment (a seed group) need distinct streams, or
     the same players would repeat the same game.
+
+    ``policy.begin`` is called before the first decision and ``policy.end`` after the last
+    (a language model frees its key/value caches there; its records stay).
     """
     streams = seeds if streams is None else streams
     if not len(games) == len(seatings) == len(seeds) == len(streams):
@@ -67,7 +70,8 @@ def play(
         )
     if max_tries < 1:
         raise ValueError(f"max_tries must be >= 1, got {max_tries}")
-    for policy in {id(p): p for pair in seatings for p in pair}.values():
+    policies = list({id(p): p for pair in seatings for p in pair}.values())
+    for policy in policies:
         policy.begin(len(games))
     episodes = []
     rngs = []
@@ -83,6 +87,8 @@ def play(
             for seat, spec in game.pending().items()
         ]
         if not asks:
+            for policy in policies:
+                policy.end()
             return episodes
         actions: dict[int, dict[Seat, Action]] = {d.slot: {} for d in asks}
         for ask, record in decide(asks, seatings, max_tries):

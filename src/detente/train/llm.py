@@ -4,15 +4,20 @@ Each iteration:
 
 1. **Rollout** — ``B`` games in seed groups of ``K`` (the games of a group
    share their seed, so the same hands / values / first speaker); who sits
-   where follows ``config.coplayer`` and the opponent buffer (:func:`plan`).
+   where and which seats train follows :func:`~detente.train.seating.plan`
+   (co-player, opponent buffer).
 2. **Credit** — rewards divided by the game's constant c, returns and the
    leave-one-out baseline within each block of K rows that share seed *and*
    seat, then naive / sum-of-rewards / Advantage Alignment credit
-   (:mod:`detente.credit`): one ``C[row, t]`` per trained seat and round.
-3. **Loss** — every action token the learner wrote in round t gets
-   ``C[row, t]``; the token-level loss of SPEC 3 (:func:`~detente.train.loss.policy_loss`),
-   or its PPO-clipped form when ``train.epochs > 1``.
-4. **Step** — Adam on the learner's LoRA parameters, gradient-norm clip.
+   (:func:`detente.credit.pair_credit`): one ``C[row, t]`` per trained seat and round.
+3. **Loss** — every step the learner took in round t (a draw over legal
+   options, or a message token) gets ``C[row, t]``, with ``log pi`` exactly as
+   it was sampled (:mod:`detente.train.terms`); the loss of SPEC 3
+   (:func:`~detente.train.loss.policy_loss`), or its PPO-clipped form when
+   ``train.epochs > 1``, normalised by the number of terms in the batch.
+4. **Step** — Adam on the learner's LoRA parameters, gradient-norm clip. An
+   update whose loss or gradient is not finite is skipped and counted
+   (``nonfinite_steps``); ``train.max_nonfinite`` in a row stop the run.
 5. **Bookkeeping** — ``metrics.jsonl``, ``transcripts/iter_N.jsonl``, the
    resume state after every iteration, ``checkpoints/iter_N`` every
    ``train.checkpoint_every`` iterations, buffer snapshots.
@@ -23,12 +28,13 @@ run resumed from its last state repeats exactly what an uninterrupted run does.
 
 from __future__ import annotations
 
+import io
 import json
-import random
+import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -36,7 +42,8 @@ import torch
 from torch import Tensor
 
 from detente.config import RunConfig, dump_config
-from detente.credit import advantages, credit
+from detente.credit import pair_credit
+from detente.errors import ConfigError, TrainingStopped
 from detente.eval.stats import behaviour
 from detente.games import make_game
 from detente.games.base import Game, Seat, other
@@ -44,8 +51,21 @@ from detente.policies.base import Policy
 from detente.policies.llm import LLMPolicy, Trajectory
 from detente.policies.llm_backend import LoRAModel
 from detente.rollout.play import Episode, play, transcript
-from detente.runs import CHECKPOINTS, CONFIG, METRICS, TRANSCRIPTS, append_jsonl, read_jsonl, write_atomic
+from detente.runs import (
+    CHECKPOINTS,
+    CONFIG,
+    METRICS,
+    TRANSCRIPTS,
+    append_jsonl,
+    fresh_dir,
+    read_jsonl,
+    sweep_temp,
+    write_atomic,
+)
+from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
+from detente.train.seating import Seating, plan, training_rows
+from detente.train.terms import TermBatch, term_batch, term_logprobs
 
 LEARNER = "learner"
 """Adapter name of the agent being trained."""
@@ -54,62 +74,11 @@ LATEST = "latest.json"
 ADAPTER_DIR = "adapter"
 STATE_FILE = "state.pt"
 BUFFER_DIR = "buffer"
-
-
-# --------------------------------------------------------------------------
-# Who plays whom
-# --------------------------------------------------------------------------
-@dataclass(frozen=True)
-class Seating:
-    """One game of an iteration's plan."""
-
-    seed: int
-    players: tuple[Policy, Policy]
-    trained: tuple[Seat, ...]
-    """Seats whose decisions train the learner."""
-    group: int
-
-
-def plan(config: RunConfig, iteration: int, learner: Policy, fixed: Policy | None,
-         buffer: Sequence[Policy]) -> list[Seating]:
-    """The games of ``iteration``: seed groups of K, co-players, trained seats.
-
-    ``fixed`` is a fixed co-player (None: self-play). Self-play group: both
-    seats are the learner and both are trained — except that with probability
-    ``buffer.prob`` (when the buffer is on and not empty) the co-player is a past
-    checkpoint drawn uniformly from ``buffer`` and only the learner's seat is
-    trained. With a fixed or past co-player the learner sits in seat 0 in even
-    groups and seat 1 in odd ones.
-    """
-    rng = random.Random(f"{config.seed}:plan:{iteration}")
-    K = config.credit.group_size if config.credit.group_baseline else 1  # games per seed group
-    games = []
-    for group in range(config.train.games_per_iteration // K):
-        seed = rng.getrandbits(31)
-        coplayer = fixed
-        if fixed is None and config.buffer.enabled and buffer and rng.random() < config.buffer.prob:
-            coplayer = buffer[rng.randrange(len(buffer))]
-        for _ in range(K):
-            if coplayer is None:
-                games.append(Seating(seed, (learner, learner), (0, 1), group))
-            elif group % 2 == 0:
-                games.append(Seating(seed, (learner, coplayer), (0,), group))
-            else:
-                games.append(Seating(seed, (coplayer, learner), (1,), group))
-    return games
-
-
-def training_rows(seatings: Sequence[Seating]) -> list[tuple[int, Seat]]:
-    """``(slot, seat)`` of every trained seat, ordered so that each block of K
-    consecutive rows shares one seed group and one seat (the leave-one-out groups)."""
-    rows = []
-    groups: dict[int, list[int]] = {}
-    for slot, seating in enumerate(seatings):
-        groups.setdefault(seating.group, []).append(slot)
-    for slots in groups.values():
-        for seat in seatings[slots[0]].trained:
-            rows.extend((slot, seat) for slot in slots)
-    return rows
+MAX_LOST = 0.05
+"""Largest share of a batch's action steps that may be unplaceable before training stops."""
+DATA_STATS = ("template_resets", "truncated", "wrapped")
+"""Learner counters logged per iteration: chats re-tokenised because the template re-rendered history,
+messages cut at the token limit, messages wrapped in the game's delimiters."""
 
 
 # --------------------------------------------------------------------------
@@ -119,8 +88,9 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
                  reward_scale: float) -> tuple[Tensor, Tensor]:
     """``C`` (R, T) for the R trained rows, and the (R, T) mask of played rounds.
 
-    Agent 1 is the row's seat, agent 2 the other seat of the same game; both
-    advantages use the same leave-one-out blocks (SPEC 3).
+    Agent 1 is the row's seat, agent 2 the other seat of the same game (whoever sat there: the
+    live learner, a past checkpoint, a fixed co-player); both advantages use the same
+    leave-one-out blocks (SPEC 3).
     """
     R, T = len(rows), max(games[slot].n_rounds for slot, _ in rows)  # R rows, T rounds at most
     r1 = torch.zeros(R, T, dtype=torch.float64)
@@ -132,86 +102,10 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
         r1[i, :n] = rewards[:, seat] / reward_scale
         r2[i, :n] = rewards[:, other(seat)] / reward_scale
         mask[i, :n] = True
-    K = config.credit.group_size if config.credit.group_baseline else None
-    A1 = advantages(r1, config.credit.gamma, K, mask)
-    A2 = advantages(r2, config.credit.gamma, K, mask)
-    C = credit(config.credit.algorithm, A1, A2, gamma=config.credit.gamma, beta=config.credit.beta)
+    c = config.credit
+    C = pair_credit(r1, r2, c.algorithm, gamma=c.gamma, beta=c.beta, group_size=c.baseline_group_size,
+                    mask=mask)
     return C * mask, mask
-
-
-# --------------------------------------------------------------------------
-# Token-level batch for the loss
-# --------------------------------------------------------------------------
-@dataclass
-class TokenBatch:
-    """The trained chats, padded: ``(M, L)`` token ids and per-token targets.
-
-    ``M`` chats, ``L`` the longest chat. At position ``i`` of a chat the model
-    predicts token ``i + 1``; ``action[m, i]`` says whether token ``i + 1`` was
-    written by the learner (in a reply the game accepted).
-    """
-
-    ids: Tensor        # (M, L) long
-    attention: Tensor  # (M, L) long, 1 on real tokens
-    action: Tensor     # (M, L) bool, target token i+1 is an action token
-    credit: Tensor     # (M, L) float, the round's credit at action positions
-    logp_old: Tensor   # (M, L) float, sampler log-prob at action positions
-
-    @property
-    def n_tokens(self) -> int:
-        return int(self.action.sum())
-
-
-def token_batch(chats: Sequence[Trajectory], C: Tensor, pad_id: int) -> TokenBatch:
-    """Lay out each chat's action tokens with the credit of the round they were written in."""
-    M, L = len(chats), max(len(chat.token_ids) for chat in chats)
-    ids = torch.full((M, L), pad_id, dtype=torch.long)
-    attention = torch.zeros(M, L, dtype=torch.long)
-    action = torch.zeros(M, L, dtype=torch.bool)
-    credit_ = torch.zeros(M, L)
-    logp_old = torch.zeros(M, L)
-    for m, chat in enumerate(chats):
-        n = len(chat.token_ids)
-        ids[m, :n] = torch.tensor(chat.token_ids)
-        attention[m, :n] = 1
-        for record in chat.records:
-            if record.rejected is not None or record.start is None or not record.token_ids:
-                continue
-            # token j of the reply sits at chat position start + j and is predicted at start + j - 1
-            first = record.start - 1
-            span = slice(first, first + len(record.token_ids))
-            action[m, span] = True
-            credit_[m, span] = float(C[m, record.round])
-            logp_old[m, span] = torch.tensor(record.token_logprobs)
-    return TokenBatch(ids, attention, action, credit_, logp_old)
-
-
-def action_logprobs(model: Any, ids: Tensor, attention: Tensor, action: Tensor) -> tuple[Tensor, Tensor]:
-    """At the n action positions: ``log pi(token i+1 | tokens <= i)`` and the entropy of
-    ``pi(. | tokens <= i)`` over the whole vocabulary, both (n,)."""
-    logits = action_logits(model, ids, attention, action)  # (n, V)
-    targets = ids.roll(-1, dims=1)  # (M, L): the token each position predicts
-    logp_all = torch.log_softmax(logits.float(), dim=-1)  # (n, V)
-    logp = logp_all.gather(-1, targets[action].unsqueeze(-1)).squeeze(-1)  # (n,)
-    entropy = -(logp_all.exp() * logp_all).sum(-1)  # (n,)
-    return logp, entropy
-
-
-def action_logits(model: Any, ids: Tensor, attention: Tensor, action: Tensor) -> Tensor:
-    """The next-token logits at the n action positions only, (n, V).
-
-    logits = lm_head(h) with h the decoder's last hidden state, taken at the
-    action positions before the head: the (M, L, V) logits of every position
-    (V ~ 50k-150k; most positions are prompt) are never formed. Models whose
-    head does more than a linear map (soft-capping, a logit scale) take the
-    full forward instead.
-    """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    config = base.config
-    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
-        return model(input_ids=ids, attention_mask=attention).logits[action]
-    hidden = base.get_decoder()(input_ids=ids, attention_mask=attention).last_hidden_state  # (M, L, H)
-    return base.get_output_embeddings()(hidden[action])  # (n, V)
 
 
 # --------------------------------------------------------------------------
@@ -238,8 +132,12 @@ class LLMTrainer:
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
         self.learner = self._policy(LEARNER, "learner")
         self.fixed = self._coplayer(probe)
-        self.buffer: list[LLMPolicy] = []
+        self.buffer = OpponentBuffer(self.lm, LEARNER, self.out / CHECKPOINTS / BUFFER_DIR,
+                                     config.buffer.max_size, lambda name: self._policy(name, name))
         self.iteration = 0
+        self.nonfinite_steps = 0
+        """Updates skipped so far because their loss or gradient was not finite."""
+        self.nonfinite_in_a_row = 0
 
     def _policy(self, adapter: str | None, name: str) -> LLMPolicy:
         agent = self.config.agent
@@ -273,7 +171,8 @@ class LLMTrainer:
         """One iteration: rollout, credit, loss, optimizer step; returns its metrics."""
         began = time.perf_counter()
         cfg = self.config
-        seatings = plan(cfg, self.iteration, self.learner, self.fixed, self.buffer)
+        stats_before = Counter(self.learner.stats)
+        seatings = plan(cfg, self.iteration, self.learner, self.fixed, self.buffer.policies)
         games = [self.game_factory() for _ in seatings]
         streams = [f"{cfg.seed}:{self.iteration}:{slot}" for slot in range(len(seatings))]
         episodes = play(games, [s.players for s in seatings], [s.seed for s in seatings], streams=streams)
@@ -282,64 +181,115 @@ class LLMTrainer:
         # ---- ALGORITHM: credit per trained seat and round (the only algorithm-specific step)
         rows = training_rows(seatings)
         C, _ = round_credit(cfg, games, rows, self.reward_scale)
-        # ---- the SPEC 3 loss on the learner's tokens
+        # ---- the SPEC 3 loss on the learner's steps
         chats = [self.learner.trajectories[slot][seat] for slot, seat in rows]
-        batch = token_batch(chats, C, self.lm.tokenizer.pad_token_id or 0)
-        losses = self._update(batch)
+        batches = self._term_batches(chats, C)
+        data = {key: self.learner.stats[key] - stats_before[key] for key in DATA_STATS}
+        data["lost_terms"] = sum(b.lost for b in batches)
+        self._check_placed(batches, data)
+        losses = self._update(batches)
 
         record = {
             "iteration": self.iteration,
             **self._rewards(episodes, rows),
-            **self._behaviour(episodes, rows),
+            **behaviour([(episodes[slot].game, seat) for slot, seat in rows]),
             "invalid_rate": self._invalid_rate(episodes, seatings),
             **losses,
-            "tokens": batch.n_tokens,
+            "nonfinite_steps": self.nonfinite_steps,
+            "terms": sum(b.n_terms for b in batches),
+            "tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
+            **data,
             "seconds": time.perf_counter() - began,
             "perf/rollout_seconds": rollout_seconds,
         }
         self._write_transcripts(episodes, seatings)
         self.iteration += 1
-        self._grow_buffer()
+        if cfg.buffer.enabled and self.iteration % cfg.buffer.every == 0:
+            self.buffer.add(self.iteration)
         return record
 
-    def _update(self, batch: TokenBatch) -> dict[str, Any]:
-        """Epochs over the batch in micro-batches of chats; one optimizer step per epoch."""
+    def _term_batches(self, chats: Sequence[Trajectory], C: Tensor) -> list[TermBatch]:
+        """The loss terms of ``chats`` in micro-batches of ``train.micro_batch`` chats."""
+        size = self.config.train.micro_batch
+        pad = self.lm.tokenizer.pad_token_id or 0
+        return [term_batch(chats[i:i + size], C[i:i + size], pad) for i in range(0, len(chats), size)]
+
+    def _check_placed(self, batches: Sequence[TermBatch], data: dict[str, int]) -> None:
+        """Stop when more than :data:`MAX_LOST` of the batch's steps lost their place in their chat."""
+        lost = data["lost_terms"]
+        total = lost + sum(b.n_terms for b in batches)
+        if total and lost / total > MAX_LOST:
+            raise TrainingStopped(
+                f"iteration {self.iteration}: {lost} of {total} action steps ({lost / total:.0%}) cannot be "
+                f"placed in their chats: the chat template of model {self.config.agent.model!r} renders "
+                f"earlier turns differently as the chat grows ({data['template_resets']} re-tokenised "
+                "chats); detente needs a chat template whose rendering of past turns never changes")
+
+    def _update(self, batches: Sequence[TermBatch]) -> dict[str, Any]:
+        """Epochs over the batch in micro-batches; one optimizer step per epoch, skipped when the loss
+        or the gradient is not finite."""
         cfg = self.config.train
-        N = max(batch.n_tokens, 1)  # action tokens in the whole batch
-        M = batch.ids.shape[0]
-        sums = {"loss": 0.0, "entropy": 0.0, "kl": 0.0, "rho_clipped": 0.0}
-        grad_norm = 0.0
+        N = max(sum(b.n_terms for b in batches), 1)  # terms in the whole batch
+        sums = dict.fromkeys(("loss", "entropy", "kl", "clipped"), 0.0)
+        grad_norm, finite = 0.0, True
         for _epoch in range(cfg.epochs):
             self.optimizer.zero_grad(set_to_none=True)
-            for start in range(0, M, cfg.micro_batch):
-                mb = slice(start, start + cfg.micro_batch)
-                parts = self._micro_batch_loss(batch, mb, N)
+            for batch in batches:
+                if not batch.n_terms:
+                    continue
+                parts = self._micro_batch_loss(batch, N)
+                finite = finite and bool(torch.isfinite(parts["loss"]))
+                if not finite:
+                    break
                 parts["loss"].backward()
                 for key in sums:
                     sums[key] += float(parts[key].detach())
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+            finite = finite and math.isfinite(grad_norm)
+            if not finite:
+                self.optimizer.zero_grad(set_to_none=True)
+                break
             self.optimizer.step()
+        self._count_nonfinite(finite)
+        epochs = cfg.epochs
         return {
-            "loss": sums["loss"] / cfg.epochs,
-            "entropy": sums["entropy"] / cfg.epochs,
-            "kl": sums["kl"] / cfg.epochs if cfg.kl_coef > 0 else None,
-            "rho_clip_frac": sums["rho_clipped"] / cfg.epochs,
+            "loss": sums["loss"] / epochs if finite else None,
+            "entropy": sums["entropy"] / epochs if finite else None,
+            "kl": sums["kl"] / epochs if finite and cfg.kl_coef > 0 else None,
+            "clip_frac": sums["clipped"] / epochs if finite else None,
             "grad_norm": grad_norm,
         }
 
-    def _micro_batch_loss(self, batch: TokenBatch, mb: slice, N: int) -> dict[str, Tensor]:
-        """This micro-batch's share of the batch loss (sum over its tokens / N) and diagnostics."""
+    def _count_nonfinite(self, finite: bool) -> None:
+        if finite:
+            self.nonfinite_in_a_row = 0
+            return
+        self.nonfinite_steps += 1
+        self.nonfinite_in_a_row += 1
+        limit = self.config.train.max_nonfinite
+        if self.nonfinite_in_a_row >= limit:
+            last = read_latest(self.out)
+            resume = f"the resume point is {last.name}" if last is not None else "no checkpoint was saved"
+            raise TrainingStopped(
+                f"iteration {self.iteration}: the loss or gradient was NaN or infinite in {limit} updates "
+                f"in a row (train.max_nonfinite = {limit}); stopped, {resume}")
+
+    def _micro_batch_loss(self, batch: TermBatch, N: int) -> dict[str, Tensor]:
+        """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics.
+
+        ``clipped`` counts the terms whose weight was clipped: ``rho > rho_max`` for the single
+        update, ``|ratio - 1| > clip_eps`` for the PPO variant (``epochs > 1``).
+        """
         cfg = self.config.train
-        L = int(batch.attention[mb].sum(1).max())  # trim the padding of the whole micro-batch
-        ids, attention, action = batch.ids[mb, :L], batch.attention[mb, :L], batch.action[mb, :L]
-        C, logp_old = batch.credit[mb, :L][action], batch.logp_old[mb, :L][action]  # (n,) each
+        vocab, T = len(self.lm.tokenizer), self.config.agent.temperature
+        C, logp_old = batch.credit, batch.logp_old  # (n,) each
         logp_ref = None
         if cfg.kl_coef > 0:
             with torch.no_grad(), self.lm.active(None) as reference:
-                logp_ref, _ = action_logprobs(reference, ids, attention, action)
+                logp_ref, _ = term_logprobs(reference, batch, vocab, T)
         with self.lm.active(LEARNER) as model:
             model.train(cfg.gradient_checkpointing)  # transformers checkpoints only in train mode
-            logp, H = action_logprobs(model, ids, attention, action)
+            logp, H = term_logprobs(model, batch, vocab, T)
         if cfg.epochs > 1:
             loss = clipped_policy_loss(logp, logp_old, C, H, eps=cfg.clip_eps, eta=cfg.entropy_coef,
                                        logp_ref=logp_ref, kappa=cfg.kl_coef)
@@ -347,13 +297,14 @@ class LLMTrainer:
             loss = policy_loss(logp, C, H, eta=cfg.entropy_coef, logp_sampler=logp_old,
                                rho_max=cfg.rho_max, logp_ref=logp_ref, kappa=cfg.kl_coef)
         with torch.no_grad():
-            rho = torch.exp(logp - logp_old)
+            ratio = torch.exp(logp - logp_old)
+            clipped = (ratio - 1).abs() > cfg.clip_eps if cfg.epochs > 1 else ratio > cfg.rho_max
             kl = k3(logp, logp_ref) if logp_ref is not None else torch.zeros_like(logp)
         return {
             "loss": loss * (logp.numel() / N),
             "entropy": H.sum() / N,
             "kl": kl.sum() / N,
-            "rho_clipped": (rho > cfg.rho_max).float().sum() / N,
+            "clipped": clipped.float().sum() / N,
         }
 
     # -- metrics ---------------------------------------------------------------
@@ -366,10 +317,6 @@ class LLMTrainer:
             "reward/learner": sum(own) / len(own),
             "reward/coplayer": sum(theirs) / len(theirs),
         }
-
-    def _behaviour(self, episodes: Sequence[Episode], rows: Sequence[tuple[int, Seat]]) -> dict[str, Any]:
-        """The learner's behaviour figures (:func:`detente.eval.stats.behaviour`) over its seats."""
-        return behaviour([(episodes[slot].game, seat) for slot, seat in rows])
 
     def _invalid_rate(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> float:
         decisions = [d for e, s in zip(episodes, seatings, strict=True) for d in e.decisions
@@ -384,17 +331,6 @@ class LLMTrainer:
         if lines:
             write_atomic(self.out / TRANSCRIPTS / f"iter_{self.iteration}.jsonl", "\n".join(lines) + "\n")
 
-    # -- opponent buffer ---------------------------------------------------------
-    def _grow_buffer(self) -> None:
-        """Every ``buffer.every`` iterations, snapshot the learner as a frozen past co-player."""
-        cfg = self.config.buffer
-        if not cfg.enabled or self.iteration % cfg.every:
-            return
-        name = f"past-{self.iteration}"
-        self.lm.copy_adapter(LEARNER, name)
-        self.lm.save_adapter(name, self.out / CHECKPOINTS / BUFFER_DIR / name)
-        self.buffer.append(self._policy(name, name))
-
     # -- checkpoints -------------------------------------------------------------
     def save(self) -> None:
         """Write the resume state of the iterations done so far; keep every checkpoint_every-th."""
@@ -403,10 +339,12 @@ class LLMTrainer:
         folder = root / name
         self.lm.save_adapter(LEARNER, folder / ADAPTER_DIR)
         state = {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "buffer": [p.adapter for p in self.buffer]}
-        tmp = folder / f".{STATE_FILE}.tmp"
-        torch.save(state, tmp)
-        tmp.replace(folder / STATE_FILE)
+                 "torch_rng": torch.get_rng_state(), "buffer": self.buffer.names,
+                 "nonfinite": (self.nonfinite_steps, self.nonfinite_in_a_row),
+                 "config": self.config.model_dump(mode="json")}
+        data = io.BytesIO()
+        torch.save(state, data)
+        write_atomic(folder / STATE_FILE, data.getvalue())
         previous = read_latest(self.out)
         write_atomic(root / LATEST, json.dumps({"iteration": self.iteration, "folder": name}))
         if previous is not None and previous != folder and not self._kept(previous):
@@ -416,35 +354,44 @@ class LLMTrainer:
         iteration = int(folder.name.removeprefix("iter_"))
         return iteration % self.config.train.checkpoint_every == 0
 
-    def resume(self) -> None:
-        """Load the last saved state of ``out``; drop metrics of iterations after it."""
+    def resume(self, force: bool = False) -> None:
+        """Load the last saved state of ``out``; drop metrics of iterations after it.
+
+        The run's ``config.yaml`` must equal the config the checkpoint was trained with (a
+        :class:`~detente.errors.ConfigError` names the keys that differ); ``force`` accepts it.
+        """
         folder = read_latest(self.out)
         if folder is None:
             raise FileNotFoundError(f"{self.out} has no checkpoint to resume from "
                                     f"({self.out / CHECKPOINTS / LATEST} is missing)")
         state = torch.load(folder / STATE_FILE, weights_only=False)
-        self._load_learner(folder / ADAPTER_DIR)
+        changed = config_changes(state["config"], self.config.model_dump(mode="json"))
+        if changed and not force:
+            raise ConfigError(f"{self.out / CONFIG} differs from the config its checkpoint {folder.name} "
+                              f"was trained with: {'; '.join(changed[:4])}"
+                              f"{' ...' if len(changed) > 4 else ''}; pass --force to resume with it")
+        sweep_temp(self.out)
+        self.lm.load_weights(LEARNER, folder / ADAPTER_DIR)
         self.optimizer.load_state_dict(state["optimizer"])
         torch.set_rng_state(state["torch_rng"])
-        for name in state["buffer"]:
-            if name not in self.lm.adapters:
-                self.lm.load_adapter(name, self.out / CHECKPOINTS / BUFFER_DIR / name)
-            self.buffer.append(self._policy(name, name))
+        self.buffer.restore(state["buffer"])
+        self.nonfinite_steps, self.nonfinite_in_a_row = state["nonfinite"]
         self.iteration = state["iteration"]
-        kept = [r for r in read_jsonl(self.out / METRICS) if r["iteration"] < self.iteration]
+        kept = [r for r in read_jsonl(self.out / METRICS, tolerate_torn_tail=True)
+                if r["iteration"] < self.iteration]
         write_atomic(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
 
-    def _load_learner(self, path: Path) -> None:
-        from peft import set_peft_model_state_dict
-        from safetensors.torch import load_file
 
-        from detente.policies.llm_backend import ADAPTER_WEIGHTS
-
-        weights = load_file(path / ADAPTER_WEIGHTS)
-        result = set_peft_model_state_dict(self.lm.model, weights, adapter_name=LEARNER)
-        missing = [k for k in getattr(result, "unexpected_keys", []) if "lora_" in k]
-        if missing:
-            raise ValueError(f"checkpoint {path} does not fit the learner adapter: unexpected {missing[:3]}")
+def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
+    """``key: old -> new`` for every dotted key whose value differs between two config dumps."""
+    changes = []
+    for key in sorted(old.keys() | new.keys()):
+        a, b = old.get(key), new.get(key)
+        if isinstance(a, dict) and isinstance(b, dict):
+            changes += config_changes(a, b, f"{prefix}{key}.")
+        elif a != b:
+            changes.append(f"{prefix}{key}: {a!r} -> {b!r}")
+    return changes
 
 
 def read_latest(run_dir: Path) -> Path | None:
@@ -455,22 +402,23 @@ def read_latest(run_dir: Path) -> Path | None:
     return pointer.parent / json.loads(pointer.read_text())["folder"]
 
 
-def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False,
+def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, force: bool = False,
                   lm: LoRAModel | None = None) -> LLMTrainer:
-    """A trainer for the llm run in ``out_dir``: a fresh run (its config written, metrics emptied) or,
-    with ``resume``, the run's last saved state."""
+    """A trainer for the llm run in ``out_dir``: a fresh run in an emptied folder (anything there is
+    deleted; its config written first) or, with ``resume``, the run's last saved state (``force``:
+    even if ``config.yaml`` was edited since)."""
     out_dir = Path(out_dir)
     torch.manual_seed(config.seed)  # the fresh adapter's initialisation
+    if not resume:
+        fresh_dir(out_dir)
+        write_atomic(out_dir / CONFIG, dump_config(config))
     trainer = LLMTrainer(config, out_dir, lm)
     if resume:
-        trainer.resume()
-    else:
-        write_atomic(out_dir / CONFIG, dump_config(config))
-        write_atomic(out_dir / METRICS, "")
+        trainer.resume(force)
     return trainer
 
 
 def train_llm(config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-              *, resume: bool = False, lm: LoRAModel | None = None) -> dict[str, Any]:
+              *, resume: bool = False, force: bool = False, lm: LoRAModel | None = None) -> dict[str, Any]:
     """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics."""
-    return start_llm_run(config, out_dir, resume=resume, lm=lm).train(on_iteration)
+    return start_llm_run(config, out_dir, resume=resume, force=force, lm=lm).train(on_iteration)

@@ -34,7 +34,7 @@ from torch import Tensor
 from torch.distributions import Bernoulli
 
 from detente.config import CreditConfig, RunConfig, dump_config
-from detente.credit import advantages, credit
+from detente.credit import pair_credit
 from detente.games import make_game
 from detente.games.ipd import COOPERATE, DEFECT, MatrixGame, PayoffTable
 from detente.policies.tabular import (
@@ -114,7 +114,7 @@ def _train(
         with torch.no_grad():
             own = torch.sigmoid(logits)  # (5,)
             tables = torch.stack([own, own if coplayer is None else coplayer])  # (2, 5)
-        lengths = round_lengths(B, T, game.continuation_prob, _group_size(config.credit), generator)
+        lengths = round_lengths(B, T, game.continuation_prob, config.credit.baseline_group_size, generator)
         batch = rollout(tables, R, lengths, generator)
         losses = update(logits, optimizer, batch, config, learner_seats, game.reward_scale)
         record = {
@@ -229,11 +229,10 @@ def rollout(tables: Tensor, R: Tensor, lengths: Tensor, generator: torch.Generat
 def seat_credit(r: Tensor, mask: Tensor, config: CreditConfig, learner_seats: Sequence[int]) -> Tensor:
     """Credit (S, B, T) of each learner seat from scaled rewards ``r`` (2, B, T) and ``mask`` (B, T).
 
-    ``A^s = leave_one_out_baseline(discounted_returns(r^s))`` for both seats;
-    seat s gets ``credit(algorithm, A^s, A^(1-s))``.
+    Seat s is agent 1 and the other seat agent 2 (:func:`detente.credit.pair_credit`).
     """
-    A = [advantages(r[seat], config.gamma, _group_size(config), mask) for seat in (0, 1)]
-    return torch.stack([credit(config.algorithm, A[s], A[1 - s], gamma=config.gamma, beta=config.beta)
+    return torch.stack([pair_credit(r[s], r[1 - s], config.algorithm, gamma=config.gamma, beta=config.beta,
+                                    group_size=config.baseline_group_size, mask=mask)
                         for s in learner_seats])
 
 
@@ -312,11 +311,6 @@ def _action_probs(table: Sequence[float]) -> Tensor:
     if not ((p >= 0) & (p <= 1)).all():
         raise ValueError(f"probabilities must be in [0, 1], got {list(table)}")
     return torch.stack([p, 1 - p], dim=1)
-
-
-def _group_size(config: CreditConfig) -> int | None:
-    """K for the leave-one-out baseline; None = the whole batch is one group."""
-    return config.group_size if config.group_baseline else None
 
 
 def _matrix_game(config: RunConfig) -> MatrixGame:

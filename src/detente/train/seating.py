@@ -1,0 +1,74 @@
+"""Who plays whom in an iteration, and which seats train (SPEC 3).
+
+An iteration's games come in *seed groups* of K games that share one game
+seed (the same hands, values, first speaker), so the leave-one-out baseline
+compares games that differ only in what the players did. Per group:
+
+* **fixed co-player** (a scripted agent, a frozen run, a model): the learner
+  plays it and only the learner's seat trains;
+* **self-play, no buffer**: the learner sits in both seats and both train;
+* **self-play with the opponent buffer**: with probability ``buffer.prob`` the
+  co-player is a past checkpoint drawn uniformly from the buffer, else the
+  live learner; either way *one* seat trains, so a group always gives K
+  training rows and the buffer's share of the gradient is ``buffer.prob``.
+
+The trained seat alternates between groups: seat 0 in even groups, seat 1 in
+odd ones. All draws come from a stream seeded by ``(config.seed, iteration)``,
+so a resumed run plans exactly what an uninterrupted one does.
+"""
+
+from __future__ import annotations
+
+import random
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from detente.config import RunConfig
+from detente.games.base import Seat
+from detente.policies.base import Policy
+
+
+@dataclass(frozen=True)
+class Seating:
+    """One game of an iteration's plan."""
+
+    seed: int
+    players: tuple[Policy, Policy]
+    trained: tuple[Seat, ...]
+    """Seats whose decisions train the learner."""
+    group: int
+
+
+def plan(config: RunConfig, iteration: int, learner: Policy, fixed: Policy | None,
+         buffer: Sequence[Policy]) -> list[Seating]:
+    """The games of ``iteration``: seed groups of K, co-players and trained seats (module docstring).
+
+    ``fixed`` is a fixed co-player (None: self-play); ``buffer`` the past checkpoints to draw from.
+    """
+    rng = random.Random(f"{config.seed}:plan:{iteration}")
+    K = config.credit.seed_group_size  # games per seed group
+    one_seat = fixed is not None or config.buffer.enabled
+    games = []
+    for group in range(config.train.games_per_iteration // K):
+        seed = rng.getrandbits(31)
+        coplayer = fixed
+        if fixed is None and config.buffer.enabled and buffer and rng.random() < config.buffer.prob:
+            coplayer = buffer[rng.randrange(len(buffer))]
+        seat: Seat = group % 2
+        players = (learner, coplayer or learner) if seat == 0 else (coplayer or learner, learner)
+        trained: tuple[Seat, ...] = (seat,) if one_seat else (0, 1)
+        games.extend(Seating(seed, players, trained, group) for _ in range(K))
+    return games
+
+
+def training_rows(seatings: Sequence[Seating]) -> list[tuple[int, Seat]]:
+    """``(slot, seat)`` of every trained seat, ordered so that each block of K
+    consecutive rows shares one seed group and one seat (the leave-one-out groups)."""
+    rows = []
+    groups: dict[int, list[int]] = {}
+    for slot, seating in enumerate(seatings):
+        groups.setdefault(seating.group, []).append(slot)
+    for slots in groups.values():
+        for seat in seatings[slots[0]].trained:
+            rows.extend((slot, seat) for slot in slots)
+    return rows

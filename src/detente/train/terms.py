@@ -1,0 +1,244 @@
+"""The loss terms of a batch of chats, recomputed exactly as the sampler drew them (SPEC 3).
+
+A *term* is one step of an answer (:attr:`ActionRecord.step_logprobs
+<detente.policies.llm.ActionRecord.step_logprobs>`): a draw among legal
+candidates (a choice, or one field of a proposal) or one token of a free-text
+message. For each term the trainer needs ``log pi`` under the current weights,
+with its gradient, and the entropy ``H`` of the distribution it was drawn from:
+
+* message token t after the chat ``x``::
+
+      log pi = log softmax(logits(x) / T)[t]         H = token entropy at T
+
+* draw among candidates ``o_1..o_C`` after the chat ``x``, candidate c of tokens
+  ``c_0 c_1 ...``::
+
+      score(c) = sum_j log softmax(logits(x, c_<j))[c_j]     (temperature 1)
+      log pi(o) = log softmax(score / T)[o]                   H = entropy of pi
+
+  so the gradient flows through every candidate's score, and moves
+  probability between the legal options only (never onto or off them).
+
+Log-probabilities are over the tokenizer's vocabulary
+(:func:`~detente.policies.llm.next_token_logprobs`), as in the sampler.
+
+**Layout.** Each chat is fed once: its tokens, then *branch* tokens for the
+candidates that were not drawn (the drawn one is in the chat). A branch token
+sits at the position its candidate would have had and sees the chat up to its
+draw, its branch ancestors and itself; an explicit ``(M, L, L)`` visibility
+mask and position ids say so. Shared candidate prefixes are fed once, as in
+the sampler's :func:`~detente.policies.llm.candidate_tree`.
+
+Shapes: ``M`` chats, ``L`` tokens per row (chat + branches, padded), ``n``
+terms (messages' tokens first, then draws), ``D`` draws, ``K`` candidates per
+draw at most (padded), ``V`` vocabulary.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from detente.policies.llm import ActionRecord, Draw, Trajectory, next_token_logprobs
+
+
+@dataclass
+class TermBatch:
+    """M chats laid out for one forward, and the terms read from it."""
+
+    ids: Tensor
+    """(M, L) long: each chat's tokens, then its branch tokens, then padding."""
+    positions: Tensor
+    """(M, L) long: position ids."""
+    visible: Tensor
+    """(M, L, L) bool: ``visible[m, i, j]`` = token i of row m attends to token j."""
+    token_reads: Tensor
+    """(n_tok, 3) long: ``(row, position, token)`` of every message token: the logits at
+    ``position`` predict ``token``."""
+    score_reads: Tensor
+    """(n_read, 3) long: ``(row, position, token)`` of every candidate token of every draw."""
+    score_slot: Tensor
+    """(n_read,) long: which candidate the read belongs to, as ``draw * K + candidate``."""
+    picks: Tensor
+    """(D,) long: the drawn candidate of each draw."""
+    legal: Tensor
+    """(D, K) bool: candidate k exists in draw d (draws have K candidates at most)."""
+    credit: Tensor
+    """(n,) float: the credit of the round each term was written in."""
+    logp_old: Tensor
+    """(n,) float: the sampler's log-probability of each term."""
+    lost: int = 0
+    """Terms whose tokens could not be placed (their chat was re-tokenised after they were written)."""
+
+    @property
+    def n_terms(self) -> int:
+        return int(self.credit.shape[0])
+
+
+@dataclass
+class _Row:
+    """One chat being laid out: its tokens, branch tokens after them, and the terms read from it."""
+
+    tokens: list[int]
+    positions: list[int]
+    parents: dict[int, int] = field(default_factory=dict)
+    """branch token index -> index of the token it hangs off (a chat token or an earlier branch)."""
+
+    def branch(self, token: int, parent: int, position: int) -> int:
+        self.tokens.append(token)
+        self.positions.append(position)
+        self.parents[len(self.tokens) - 1] = parent
+        return len(self.tokens) - 1
+
+
+def term_batch(chats: Sequence[Trajectory], credit: Tensor, pad_id: int = 0) -> TermBatch:
+    """Lay out the terms of ``chats`` (row m gets ``credit[m, round]``, credit ``(M, T)``).
+
+    Rejected replies are not trained (the game refused them); replies whose chat was
+    re-tokenised later (``record.start`` None) cannot be placed and are counted in ``lost``.
+    """
+    rows: list[_Row] = []
+    token_reads: list[tuple[int, int, int]] = []
+    token_terms: list[tuple[float, float]] = []  # (credit, logp_old) per message token
+    score_reads: list[tuple[int, int, int]] = []
+    score_owner: list[tuple[int, int]] = []  # (draw, candidate) per score read
+    draws: list[tuple[Draw, float, float]] = []  # (draw, credit, logp_old)
+    lost = 0
+    for m, chat in enumerate(chats):
+        row = _Row(list(chat.token_ids), list(range(len(chat.token_ids))))
+        rows.append(row)
+        for record in chat.records:
+            if record.rejected is not None or not record.token_ids:
+                continue
+            if record.start is None:
+                lost += len(record.step_logprobs)
+                continue
+            c = float(credit[m, record.round])
+            if record.kind == "message":
+                for j, (token, logp) in enumerate(zip(record.token_ids, record.step_logprobs, strict=True)):
+                    token_reads.append((m, record.start + j - 1, token))
+                    token_terms.append((c, logp))
+                continue
+            for draw, logp in zip(record.draws, record.step_logprobs, strict=True):
+                for k, reads in enumerate(_candidate_reads(row, record, draw)):
+                    score_reads.extend((m, position, token) for position, token in reads)
+                    score_owner.extend((len(draws), k) for _ in reads)
+                draws.append((draw, c, logp))
+    K = max((len(d.candidates) for d, _, _ in draws), default=1)  # candidates per draw, padded
+    legal = torch.zeros(len(draws), K, dtype=torch.bool)
+    for d, (draw, _, _) in enumerate(draws):
+        legal[d, : len(draw.candidates)] = True
+    ids, positions, visible = _pack(rows, pad_id)
+    return TermBatch(
+        ids=ids, positions=positions, visible=visible,
+        token_reads=_long(token_reads, 3), score_reads=_long(score_reads, 3),
+        score_slot=torch.tensor([d * K + k for d, k in score_owner], dtype=torch.long),
+        picks=torch.tensor([draw.pick for draw, _, _ in draws], dtype=torch.long),
+        legal=legal,
+        credit=torch.tensor([c for c, _ in token_terms] + [c for _, c, _ in draws], dtype=torch.float32),
+        logp_old=torch.tensor([lp for _, lp in token_terms] + [lp for _, _, lp in draws],
+                              dtype=torch.float32),
+        lost=lost,
+    )
+
+
+def _candidate_reads(row: _Row, record: ActionRecord, draw: Draw) -> list[list[tuple[int, int]]]:
+    """Per candidate, the ``(position, token)`` reads that score it; adds the branch tokens it needs.
+
+    The drawn candidate lies in the chat, its first token at ``anchor + 1``: its prefix of length
+    j ends at ``anchor + j``. Other prefixes become branch tokens at the positions they would have.
+    """
+    assert record.start is not None
+    anchor = record.start + draw.offset - 1  # the chat token whose logits predict every first token
+    chosen = draw.candidates[draw.pick]
+    nodes = {tuple(chosen[:j]): anchor + j for j in range(1, len(chosen) + 1)}  # prefix -> row index
+    reads = []
+    for candidate in draw.candidates:
+        parent = anchor
+        for j in range(1, len(candidate)):
+            prefix = tuple(candidate[:j])
+            if prefix not in nodes:
+                nodes[prefix] = row.branch(candidate[j - 1], parent, anchor + j)
+            parent = nodes[prefix]
+        reads.append([(anchor if j == 0 else nodes[tuple(candidate[:j])], candidate[j])
+                      for j in range(len(candidate))])
+    return reads
+
+
+def _pack(rows: Sequence[_Row], pad_id: int) -> tuple[Tensor, Tensor, Tensor]:
+    """Padded ids and positions (M, L), and the visibility (M, L, L): causal over each chat, a branch
+    token sees what its parent sees plus itself, padding sees only itself."""
+    M, L = len(rows), max(len(row.tokens) for row in rows)  # M chats, L tokens per row
+    ids = torch.full((M, L), pad_id, dtype=torch.long)
+    positions = torch.zeros(M, L, dtype=torch.long)
+    visible = torch.eye(L, dtype=torch.bool).repeat(M, 1, 1)  # (M, L, L)
+    for m, row in enumerate(rows):
+        n = len(row.tokens)
+        chat = n - len(row.parents)
+        ids[m, :n] = torch.tensor(row.tokens, dtype=torch.long)
+        positions[m, :n] = torch.tensor(row.positions, dtype=torch.long)
+        visible[m, :chat, :chat] = torch.ones(chat, chat, dtype=torch.bool).tril()
+        for index in range(chat, n):
+            visible[m, index] = visible[m, row.parents[index]]
+            visible[m, index, index] = True
+    return ids, positions, visible
+
+
+def _long(rows: list[tuple[int, ...]], width: int) -> Tensor:
+    return torch.tensor(rows, dtype=torch.long).reshape(len(rows), width)
+
+
+# --------------------------------------------------------------------------
+# The forward
+# --------------------------------------------------------------------------
+def term_logprobs(model: Any, batch: TermBatch, vocab: int, temperature: float) -> tuple[Tensor, Tensor]:
+    """``log pi`` and entropy ``H`` of every term, both (n,), messages' tokens first, then draws.
+
+    One forward of ``batch``; ``lm_head`` runs only at the positions read (the ``(M, L, V)``
+    logits of every position are never formed, except for models whose head does more than a
+    linear map, which take the full forward).
+    """
+    T = temperature
+    at = _logits_at(model, batch)
+    # message tokens: log softmax(logits / T)[t]
+    tok = batch.token_reads
+    tok_logp = next_token_logprobs(at(tok[:, 0], tok[:, 1]), vocab, T)  # (n_tok, V)
+    msg_logp = tok_logp.gather(1, tok[:, 2:3]).squeeze(1)  # (n_tok,)
+    msg_H = -(tok_logp.exp() * tok_logp).sum(-1)  # (n_tok,)
+    # draws: score(c) = sum_j log softmax(logits)[c_j], log pi = log softmax(score / T)
+    reads = batch.score_reads
+    D, K = batch.legal.shape  # D draws, K candidates at most
+    read_logp = next_token_logprobs(at(reads[:, 0], reads[:, 1]), vocab)  # (n_read, V)
+    per_read = read_logp.gather(1, reads[:, 2:3]).squeeze(1)  # (n_read,)
+    scores = per_read.new_zeros(D * K).index_add(0, batch.score_slot, per_read).view(D, K)  # (D, K)
+    pi_logp = (scores / T).masked_fill(~batch.legal, float("-inf")).log_softmax(-1)  # (D, K)
+    draw_logp = pi_logp.gather(1, batch.picks[:, None]).squeeze(1)  # (D,)
+    draw_H = -(pi_logp.exp() * pi_logp.masked_fill(~batch.legal, 0.0)).sum(-1)  # (D,)
+    return torch.cat([msg_logp, draw_logp]), torch.cat([msg_H, draw_H])
+
+
+def _logits_at(model: Any, batch: TermBatch) -> Any:
+    """A function ``(rows, positions) -> (n, V)`` float logits of one forward of ``batch``.
+
+    ``logits = lm_head(h)`` with ``h`` the decoder's last hidden state, taken at the positions
+    read before the head. Models whose head does more than a linear map (soft-capping, a logit
+    scale) take the full forward instead.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    dtype = next(base.parameters()).dtype
+    device = next(base.parameters()).device
+    mask = torch.zeros(batch.visible.shape, dtype=dtype, device=device)  # (M, L, L) additive
+    mask.masked_fill_(~batch.visible.to(device), torch.finfo(dtype).min)
+    inputs = {"input_ids": batch.ids.to(device), "attention_mask": mask[:, None],
+              "position_ids": batch.positions.to(device)}
+    config = base.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        logits = model(**inputs).logits  # (M, L, V)
+        return lambda rows, pos: logits[rows.to(device), pos.to(device)].float()
+    hidden = base.get_decoder()(**inputs).last_hidden_state  # (M, L, H)
+    head = base.get_output_embeddings()
+    return lambda rows, pos: head(hidden[rows.to(device), pos.to(device)]).float()

@@ -1,0 +1,68 @@
+"""Helpers of the language-model tests: a fake game, adapter perturbation, teacher-forced scoring."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import torch
+
+from detente.games.base import Action, Game, Seat
+from detente.policies.llm import LLMPolicy, Trajectory
+from detente.policies.llm_backend import LoRAModel
+
+
+def perturb(lm: LoRAModel, adapter: str, seed: int, scale: float = 0.5) -> None:
+    """Give ``adapter`` non-zero weights so that it changes the model."""
+    generator = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        for name, param in lm.model.named_parameters():
+            if f".{adapter}." in name and "lora_" in name:
+                param.copy_(torch.randn(param.shape, generator=generator) * scale)
+
+
+def teacher_forced(lm: LoRAModel, adapter: str | None, ids: list[int]) -> torch.Tensor:
+    """log p(ids[i] | ids[:i]) for i >= 1 from one plain forward (no cache, no custom mask)."""
+    with lm.active(adapter) as model, torch.no_grad():
+        logits = model(input_ids=torch.tensor([ids])).logits[0].float()
+    logp = logits.log_softmax(-1)
+    return logp[:-1].gather(1, torch.tensor(ids[1:])[:, None]).squeeze(1)
+
+
+def option_logprob(lm: LoRAModel, adapter: str | None, prefix: list[int], option: list[int]) -> float:
+    return float(teacher_forced(lm, adapter, prefix + option)[len(prefix) - 1:].sum())
+
+
+class FakeGame(Game):
+    """A tiny game asking one fixed spec of both seats each round, with a fixed observation."""
+
+    name = "fake"
+    version = 1
+    reward_scale = 1.0
+
+    def __init__(self, spec, n_rounds: int = 3, text: str = "Round news: <B> was played.") -> None:
+        self.spec = spec
+        self.n_rounds = n_rounds
+        self.text = text
+
+    def _start(self) -> None:
+        self._tell_both("Rules of the fake game. " + self.text)
+
+    def pending(self):
+        return {} if self.done else {0: self.spec, 1: self.spec}
+
+    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float]:
+        self._tell_both(self.text)
+        return (0.0, 0.0)
+
+    def view(self, seat: Seat) -> None:
+        return None
+
+    def max_welfare(self) -> float:
+        return 0.0
+
+
+def all_records(policy: LLMPolicy) -> Iterator[tuple[Trajectory, object]]:
+    for pair in policy.trajectories:
+        for chat in pair:
+            for record in chat:
+                yield chat, record

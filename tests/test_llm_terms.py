@@ -1,0 +1,99 @@
+"""The loss trains the policy that acted: log pi over the legal options at the sampling temperature.
+
+A two-option choice on a tiny model, built by hand: the gradient of the trainer's loss equals the
+analytic gradient of ``-C log softmax(s / T)[pick]`` (``s`` the options' summed token log-probs,
+recomputed here with plain forwards), and differs from the raw token-level gradient the loss used
+to take. The recorded log-probability equals the trainer's recomputation.
+"""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from detente.games.base import ChoiceSpec, ProposalSpec
+from detente.policies.llm import LLMPolicy
+from detente.rollout.play import play
+from detente.train.loss import policy_loss
+from detente.train.terms import term_batch, term_logprobs
+from llm_helpers import FakeGame, perturb
+from tiny_model import tiny_lm
+
+CREDIT = 1.7
+
+
+def one_choice(temperature: float, spec=None):
+    """A tiny model with a perturbed learner adapter that answered one decision of ``spec``."""
+    lm = tiny_lm()
+    lm.add_adapter("learner")
+    perturb(lm, "learner", seed=5, scale=0.3)
+    policy = LLMPolicy(lm, "learner", temperature=temperature)
+    spec = spec or ChoiceSpec(("<A>", "<B>"))
+    play([FakeGame(spec, n_rounds=1)], [(policy, policy)], [3])
+    chat = policy.trajectories[0][0]
+    return lm, chat, chat[0]
+
+
+def lora_grads(lm):
+    grads = {n: p.grad.clone() for n, p in lm.model.named_parameters() if p.grad is not None}
+    lm.model.zero_grad(set_to_none=True)
+    return grads
+
+
+def summed_logprob(model, prefix: list[int], option: list[int]) -> torch.Tensor:
+    """``sum_j log p(option_j | prefix, option_<j)`` from one plain forward, with gradient."""
+    logits = model(input_ids=torch.tensor([prefix + option])).logits[0]
+    logp = logits.float().log_softmax(-1)
+    positions = torch.arange(len(prefix) - 1, len(prefix) + len(option) - 1)
+    return logp[positions, torch.tensor(option)].sum()
+
+
+@pytest.mark.parametrize("temperature", [1.0, 0.7])
+def test_loss_gradient_is_the_gradient_of_log_softmax_over_the_legal_options(temperature):
+    lm, chat, record = one_choice(temperature)
+    (draw,) = record.draws
+    params = lm.trainable_parameters("learner")
+    prefix = chat.token_ids[:record.start]
+
+    # the trainer's loss on this one term
+    batch = term_batch([chat], torch.tensor([[CREDIT]]))
+    with lm.active("learner") as model:
+        logp, H = term_logprobs(model, batch, len(lm.tokenizer), temperature)
+        policy_loss(logp, batch.credit, H, logp_sampler=batch.logp_old).backward()
+    trainer = lora_grads(lm)
+
+    # the analytic one: -C log softmax(s / T)[pick], s from plain forwards of prefix + option
+    with lm.active("learner") as model:
+        s = torch.stack([summed_logprob(model, prefix, c) for c in draw.candidates])
+        log_pi = (s / temperature).log_softmax(0)
+        (-CREDIT * log_pi[draw.pick]).backward()
+    analytic = lora_grads(lm)
+
+    # the raw token-level gradient of the chosen option's tokens (what the loss used to be)
+    with lm.active("learner") as model:
+        (-CREDIT * summed_logprob(model, prefix, draw.candidates[draw.pick])).backward()
+    raw = lora_grads(lm)
+
+    assert trainer.keys() == analytic.keys() and len(trainer) == len(params)
+    for name in trainer:  # float32: equal to 1e-4 of each gradient's size
+        assert float((trainer[name] - analytic[name]).norm()) <= 1e-4 * float(analytic[name].norm()), name
+    difference = sum(float((trainer[n] - raw[n]).norm()) for n in trainer)
+    assert difference > 1e-2 * sum(float(raw[n].norm()) for n in raw)
+    # what the sampler recorded is what the trainer recomputes, and what the analytic one gives
+    assert record.step_logprobs == pytest.approx([float(log_pi[draw.pick].detach())], abs=1e-5)
+    assert float(logp[0].detach()) == pytest.approx(record.step_logprobs[0], abs=1e-5)
+    # the entropy bonus is the entropy of that two-option distribution
+    pi = log_pi.detach().exp()
+    assert float(H[0]) == pytest.approx(float(-(pi * log_pi.detach()).sum()), abs=1e-5)
+
+
+def test_a_proposal_is_one_term_per_field_and_its_forced_pieces_are_not_trained():
+    spec = ProposalSpec(fields=("hats", "books"), high=10, pieces=("<keep hats=", " books=", ">"))
+    lm, chat, record = one_choice(1.0, spec)
+    batch = term_batch([chat], torch.tensor([[1.0]]))
+    assert batch.n_terms == 2 == len(record.draws)
+    assert batch.token_reads.shape[0] == 0  # no message tokens; the pieces are forced
+    with torch.no_grad(), lm.active("learner") as model:
+        logp, _ = term_logprobs(model, batch, len(lm.tokenizer), 1.0)
+    assert logp.tolist() == pytest.approx(record.step_logprobs, abs=1e-5)
+    assert float(logp.sum()) == pytest.approx(record.logprob, abs=1e-5)
