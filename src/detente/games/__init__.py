@@ -19,7 +19,7 @@ GAMES: dict[str, Callable[..., Game]] = {
     "ipd": partial(MatrixGame, "prisoners_dilemma"),
     "stag_hunt": partial(MatrixGame, "stag_hunt"),
     "chicken": partial(MatrixGame, "chicken"),
-    "matrix": MatrixGame,
+    "matrix": partial(MatrixGame, name="matrix"),
     "split": SplitGame,
     "trust_split": TrustSplitGame,
     "deal": DealGame,

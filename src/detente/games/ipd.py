@@ -44,6 +44,8 @@ PRESETS: dict[str, PayoffTable] = {
     "stag_hunt": (((4, 4), (0, 3)), ((3, 0), (2, 2))),
     "chicken": (((3, 3), (1, 4)), ((4, 1), (0, 0))),
 }
+PRESET_NAMES = {"prisoners_dilemma": "ipd", "stag_hunt": "stag_hunt", "chicken": "chicken"}
+"""The registry name of the game each preset table plays."""
 
 
 @dataclass(frozen=True)
@@ -55,9 +57,12 @@ class MatrixView:
 
 
 class MatrixGame(Game):
-    """An iterated two-action matrix game given by its payoff table."""
+    """An iterated two-action matrix game given by its payoff table.
 
-    name = "ipd"
+    ``name`` is the registry name it was built under (``ipd``, ``stag_hunt``, ``chicken``,
+    ``matrix``): a preset table is named after its game, any other table ``matrix``.
+    """
+
     version = 1
     reward_scale = 5.0
 
@@ -66,11 +71,14 @@ class MatrixGame(Game):
         payoffs: PayoffTable | str = "prisoners_dilemma",
         n_rounds: int = 10,
         continuation_prob: float | None = None,
+        name: str | None = None,
     ) -> None:
         if isinstance(payoffs, str):
             if payoffs not in PRESETS:
                 raise ValueError(f"unknown payoff preset {payoffs!r}; known: {', '.join(PRESETS)}")
+            name = name or PRESET_NAMES[payoffs]
             payoffs = PRESETS[payoffs]
+        self.name = name or "matrix"  # type: ignore[misc]
         check_rounds(n_rounds)
         if continuation_prob is not None and not 0.0 <= continuation_prob < 1.0:
             raise ValueError(f"continuation_prob must be in [0, 1), got {continuation_prob}")
