@@ -16,7 +16,7 @@ from detente.credit import (
     naive_credit,
     sum_rewards_credit,
 )
-from detente.train.loss import k3, policy_loss
+from detente.train.loss import clipped_policy_loss, k3, policy_loss
 
 ATOL = 1e-6
 
@@ -189,6 +189,31 @@ def test_loss_k3_penalty() -> None:
     close(k3(t(LOGP), ref), [[0.0, 1 - math.log(2)]])
     loss = policy_loss(t(LOGP), t(C), t(H), eta=0.1, logp_ref=ref, kappa=1.0)
     close(loss, (0.94 - 1.07 + 1 - math.log(2)) / 2)
+
+
+def test_clipped_loss_by_hand() -> None:
+    # ratio = exp(logp - logp_old) = [1.5, 0.5], eps = 0.2 -> clip(ratio) = [1.2, 0.8], eta = 0.1
+    # C = [2, -1]: surrogate min(ratio*C, clip*C) = [min(3, 2.4), min(-0.5, -0.8)] = [2.4, -0.8]
+    # per token -surrogate - eta*H = [-2.4 - 0.06, 0.8 - 0.07] = [-2.46, 0.73]; mean = -0.865
+    # both are the clipped branch: no gradient
+    old = t([[-0.5 - math.log(1.5), -1.0 + math.log(2)]])
+    logp = t(LOGP).requires_grad_()
+    loss = clipped_policy_loss(logp, old, t(C), t(H), eps=0.2, eta=0.1)
+    close(loss, -0.865)
+    loss.backward()
+    close(logp.grad, [[0.0, 0.0]])  # type: ignore[arg-type]
+    # C = [-1, 2]: min(-1.5, -1.2) = -1.5 and min(1.0, 1.6) = 1.0, the unclipped branch both times
+    # per token [1.5 - 0.06, -1.0 - 0.07] = [1.44, -1.07]; mean = 0.185
+    # d/d logp of -ratio*C/N = -C*ratio/2 = [0.75, -0.5]
+    logp = t(LOGP).requires_grad_()
+    loss = clipped_policy_loss(logp, old, t([[-1.0, 2.0]]), t(H), eps=0.2, eta=0.1)
+    close(loss, 0.185)
+    loss.backward()
+    close(logp.grad, [[0.75, -0.5]])  # type: ignore[arg-type]
+    # k3 to the reference, kappa = 1: ref = logp adds 0; ref = logp + ln 2 on the second adds 1 - ln 2
+    ref = t([[-0.5, -1.0 + math.log(2)]])
+    loss = clipped_policy_loss(t(LOGP), old, t(C), t(H), eps=0.2, eta=0.1, logp_ref=ref, kappa=1.0)
+    close(loss, (-2.46 + 0.73 + 1 - math.log(2)) / 2)
 
 
 def test_loss_rejects_bad_input() -> None:

@@ -84,7 +84,7 @@ def test_loss_gradient_is_the_gradient_of_log_softmax_over_the_legal_options(tem
     assert float(logp[0].detach()) == pytest.approx(record.step_logprobs[0], abs=1e-5)
     # the entropy bonus is the entropy of that two-option distribution
     pi = log_pi.detach().exp()
-    assert float(H[0]) == pytest.approx(float(-(pi * log_pi.detach()).sum()), abs=1e-5)
+    assert float(H[0].detach()) == pytest.approx(float(-(pi * log_pi.detach()).sum()), abs=1e-5)
 
 
 def test_a_proposal_is_one_term_per_field_and_its_forced_pieces_are_not_trained():

@@ -1,13 +1,16 @@
-"""Resolve agents named on the command line into policies for a game.
+"""Agents named on the command line or in a config, turned into policies for a game.
 
-Names:
+The names follow one grammar (:mod:`detente.agent_spec`): a scripted strategy
+(``tft``, ``random:0.3``, ``greedy`` ...; :mod:`detente.policies.scripted`),
+``run:DIR[@N]`` (the agent trained in a run folder), ``model:NAME`` (a
+language model as it is) or ``human``.
 
-* a scripted strategy: ``tft``, ``alld``, ``random:0.3``, ``greedy`` ... (see
-  :mod:`detente.policies.scripted`);
-* ``run:DIR``: the agent trained in the run folder ``DIR`` (its last
-  checkpoint), ``run:DIR@N``: its checkpoint after iteration N;
-* ``model:NAME``: a language model as it is, no adapter (``model:smollm2``);
-* ``human``: you, at the terminal.
+:func:`check_agent` says, without loading any model, whether a name can play a
+game on this machine (the strategy exists for the game, the run folder holds
+a finished run of that game with the checkpoint asked for, the model is
+installed); :func:`preflight` checks every agent and model a run config names,
+before a trainer loads anything. Failures are one-line
+:class:`~detente.errors.ConfigError` / :class:`~detente.models.ModelNotFound`.
 
 Language-model agents on the same base model share one copy of its weights:
 each trained agent is one more LoRA adapter on it.
@@ -19,18 +22,19 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+from detente.agent_spec import AgentSpec, parse_agent
+from detente.errors import ConfigError
+from detente.games import make_game
 from detente.games.base import Game
+from detente.games.ipd import MatrixGame
 from detente.policies.base import Policy
 from detente.policies.human import HumanPolicy
 from detente.policies.scripted import make_scripted
-from detente.runs import CHECKPOINTS, CONFIG
+from detente.runs import ADAPTER_DIR, CHECKPOINTS, CONFIG, checkpoint_dir, read_latest
 
 if TYPE_CHECKING:
     from detente.config import RunConfig
     from detente.policies.llm_backend import LoRAModel
-
-RUN_PREFIX = "run:"
-MODEL_PREFIX = "model:"
 
 
 class AgentPool:
@@ -40,54 +44,37 @@ class AgentPool:
         self.game = game
         self.models: dict[str, LoRAModel] = dict(models or {})
 
-    def make(self, spec: str) -> Policy:
-        """The policy called ``spec``; ``ValueError`` with a readable reason if there is none."""
-        if spec.startswith(RUN_PREFIX):
+    def make(self, name: str | AgentSpec) -> Policy:
+        """The policy called ``name``; :class:`ConfigError` with a readable reason if there is none."""
+        spec = parse_agent(name) if isinstance(name, str) else name
+        check_agent(spec, self.game)
+        if spec.kind == "run":
             return self._run_agent(spec)
-        if spec.startswith(MODEL_PREFIX):
-            name = spec.removeprefix(MODEL_PREFIX)
-            return self._model(name, None).policy(None, name=spec)
-        if spec == "human":
-            return HumanPolicy()
-        return make_scripted(spec, self.game)
+        if spec.kind == "model":
+            from detente.policies.llm import LLMPolicy
 
-    def _run_agent(self, spec: str) -> Policy:
-        run_dir, at = split_run_spec(spec)
-        config = run_config(run_dir)
+            return LLMPolicy(self._model(spec.value, None), None, name=spec.text)
+        if spec.kind == "human":
+            return HumanPolicy()
+        if spec.kind == "scripted":
+            return make_scripted(spec.value, self.game)
+        raise ConfigError(f"{spec.text!r} names no agent of its own here (it is a training co-player)")
+
+    def _run_agent(self, spec: AgentSpec) -> Policy:
+        config = run_config(spec.run_dir)
         if config.agent.kind == "tabular":
-            from detente.games.ipd import MatrixGame
             from detente.policies.tabular import TabularPolicy
 
-            if at:
-                raise ValueError(f"{spec}: tabular runs keep only their final policy, no @iteration")
-            if not isinstance(self.game, MatrixGame):
-                raise ValueError(f"{run_dir} holds a tabular matrix-game agent; "
-                                 f"it cannot play {self.game.name}")
-            policy: Policy = TabularPolicy.load(run_dir)
-            policy.name = spec
+            policy: Policy = TabularPolicy.load(spec.run_dir)
+            policy.name = spec.text
             return policy
-        return self._llm_run_agent(spec, run_dir, config, at)
-
-    def _llm_run_agent(self, spec: str, run_dir: Path, config: RunConfig, at: str) -> Policy:
         from detente.policies.llm import LLMPolicy
-        from detente.train.llm import ADAPTER_DIR, read_latest
 
-        if at:
-            if not at.isdigit():
-                raise ValueError(f"{spec}: the part after @ must be an iteration number")
-            folder = run_dir / CHECKPOINTS / f"iter_{int(at)}"
-        else:
-            folder = read_latest(run_dir)
-            if folder is None:
-                raise ValueError(f"{run_dir} has no checkpoint yet")
-        if not (folder / ADAPTER_DIR).is_dir():
-            kept = sorted(p.name for p in (run_dir / CHECKPOINTS).glob("iter_*"))
-            raise ValueError(f"{spec}: no checkpoint {folder.name}; kept: {', '.join(kept) or 'none'}")
         agent = config.agent
         lm = self._model(agent.model, config)
         adapter = f"agent-{len(lm.adapters)}"
-        lm.load_adapter(adapter, folder / ADAPTER_DIR)
-        return LLMPolicy(lm, adapter, name=spec, temperature=agent.temperature,
+        lm.load_adapter(adapter, checkpoint_folder(spec) / ADAPTER_DIR)
+        return LLMPolicy(lm, adapter, name=spec.text, temperature=agent.temperature,
                          system_prompt=agent.system_prompt, batch_size=agent.act_batch_size,
                          max_message_tokens=agent.max_message_tokens)
 
@@ -101,32 +88,104 @@ class AgentPool:
         return self.models[name]
 
 
-def split_run_spec(spec: str) -> tuple[Path, str]:
-    """``run:DIR@N`` -> ``(Path(DIR), "N")``; ``run:DIR`` -> ``(Path(DIR), "")``."""
-    path, _, at = spec.removeprefix(RUN_PREFIX).partition("@")
-    return Path(path), at
+def checkpoint_folder(spec: AgentSpec) -> Path:
+    """The checkpoint folder of an llm ``run:DIR[@N]`` agent (the last one without ``@N``)."""
+    if spec.at is not None:
+        return checkpoint_dir(spec.run_dir, spec.at)
+    folder = read_latest(spec.run_dir)
+    if folder is None:
+        raise ConfigError(f"{spec.text}: {spec.run_dir} has no checkpoint yet")
+    return folder
 
 
-def make_agents(specs: Sequence[str], game: Game) -> dict[str, Policy]:
-    """One policy per name, sharing base models; ``ValueError`` on an unknown or repeated name."""
-    if len(set(specs)) != len(specs):
-        raise ValueError("each agent may be named only once")
+def check_agent(spec: AgentSpec, game: Game, where: str = "") -> None:
+    """:class:`ConfigError` unless ``spec`` can play ``game`` here; no model is loaded.
+
+    ``where`` (e.g. ``"coplayer"``) starts the message when given.
+    """
+    say = f"{where}: " if where else ""
+    if spec.kind == "scripted":
+        try:
+            make_scripted(spec.value, game)
+        except ConfigError as error:
+            raise ConfigError(f"{say}{error}") from None
+    elif spec.kind == "model":
+        from detente.models import ModelNotFound, check_model
+
+        try:
+            check_model(spec.value)
+        except ModelNotFound as error:
+            raise ConfigError(f"{say}{error}") from None
+    elif spec.kind == "run":
+        _check_run(spec, game, say)
+
+
+def _check_run(spec: AgentSpec, game: Game, say: str) -> None:
+    config = run_config(spec.run_dir)
+    if config.game.name != game.name:
+        raise ConfigError(f"{say}{spec.text} was trained on {config.game.name!r}; it cannot play {game.name!r}")
+    if config.agent.kind == "tabular":
+        from detente.policies.tabular import POLICY_FILE
+
+        if spec.at is not None:
+            raise ConfigError(f"{say}{spec.text}: tabular runs keep only their final policy, no @iteration")
+        if not isinstance(game, MatrixGame) or not (spec.run_dir / POLICY_FILE).is_file():
+            raise ConfigError(f"{say}{spec.text}: no {POLICY_FILE} in {spec.run_dir} (an unfinished run?)")
+        return
+    folder = checkpoint_folder(spec)
+    if not (folder / ADAPTER_DIR).is_dir():
+        kept = sorted(p.name for p in (spec.run_dir / CHECKPOINTS).glob("iter_*"))
+        raise ConfigError(f"{say}{spec.text}: no checkpoint {folder.name}; kept: {', '.join(kept) or 'none'}")
+    from detente.models import ModelNotFound, check_model
+
+    try:
+        check_model(config.agent.model)
+    except ModelNotFound as error:
+        raise ConfigError(f"{say}{spec.text}: {error}") from None
+
+
+def preflight(config: RunConfig, *, learner_model: bool = True) -> None:
+    """Check, before any model loads, what a run needs from this machine: the learner's model
+    (unless ``learner_model`` is False: the caller has it loaded), and the folders and models of
+    every ``run:`` / ``model:`` co-player and evaluation opponent."""
+    from detente.models import ModelNotFound, check_model
+
+    if config.agent.kind == "llm" and learner_model:
+        try:
+            check_model(config.agent.model)
+        except ModelNotFound as error:
+            raise ConfigError(f"agent.model: {error}") from None
+    game = make_game(config.game.name, **config.game.params)
+    named = [("coplayer", config.coplayer)] + [("eval_opponents", n) for n in config.eval_opponents]
+    for where, name in named:
+        spec = parse_agent(name)
+        check_agent(spec, game, where)
+        if where == "coplayer" and spec.kind == "run" and config.agent.kind == "tabular" \
+                and run_config(spec.run_dir).agent.kind != "tabular":
+            raise ConfigError(f"coplayer: {spec.text} is an llm run; a tabular learner plays tabular runs")
+
+
+def make_agents(names: Sequence[str], game: Game) -> dict[str, Policy]:
+    """One policy per name, sharing base models; :class:`ConfigError` on an unknown or repeated name."""
+    if len(set(names)) != len(names):
+        raise ConfigError("each agent may be named only once")
     pool = AgentPool(game)
-    return {spec: pool.make(spec) for spec in specs}
+    return {name: pool.make(name) for name in names}
 
 
-def make_agent(spec: str, game: Game, models: dict[str, LoRAModel] | None = None) -> Policy:
+def make_agent(name: str, game: Game, models: dict[str, LoRAModel] | None = None) -> Policy:
     """One policy; a language-model agent reuses ``models[name]`` when its base model is loaded there."""
-    return AgentPool(game, models).make(spec)
+    return AgentPool(game, models).make(name)
 
 
 def run_config(run_dir: Path) -> RunConfig:
-    from detente.config import ConfigError, load_config
+    """The config of the run in ``run_dir``; :class:`ConfigError` if it is no run folder."""
+    from detente.config import load_config
 
-    config_path = run_dir / CONFIG
+    config_path = Path(run_dir) / CONFIG
     if not config_path.exists():
-        raise ValueError(f"{run_dir} is not a run folder: {config_path} is missing")
+        raise ConfigError(f"{run_dir} is not a run folder: {config_path} is missing")
     try:
         return load_config(config_path)
     except ConfigError as error:
-        raise ValueError(f"{config_path}: {error}") from None
+        raise ConfigError(f"{config_path}: {error}") from None

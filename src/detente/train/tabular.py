@@ -33,6 +33,8 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli
 
+from detente.agent_spec import parse_agent
+from detente.agents import preflight
 from detente.config import CreditConfig, RunConfig, dump_config
 from detente.credit import pair_credit
 from detente.games import make_game
@@ -85,6 +87,7 @@ def train_tabular(
     Runs on one torch thread: the tensors are tiny, and on a shared 2-core
     machine two intra-op threads made each step about 30x slower.
     """
+    preflight(config)
     threads = torch.get_num_threads()
     torch.set_num_threads(1)
     try:
@@ -147,11 +150,10 @@ def coplayer_table(spec: str) -> tuple[float, ...]:
 
     ``run:DIR`` is the final table of the tabular run in ``DIR`` (its ``policy.json``).
     """
-    from detente.agents import RUN_PREFIX
-
-    if spec.startswith(RUN_PREFIX):
-        return TabularPolicy.load(Path(spec.removeprefix(RUN_PREFIX))).cooperate_prob
-    return scripted_table(spec)
+    agent = parse_agent(spec)
+    if agent.kind == "run":
+        return TabularPolicy.load(agent.run_dir).cooperate_prob
+    return scripted_table(agent.value)
 
 
 def update(
