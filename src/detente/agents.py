@@ -121,7 +121,10 @@ def check_agent(spec: AgentSpec, game: Game, where: str = "") -> None:
 
 
 def _check_run(spec: AgentSpec, game: Game, say: str) -> None:
-    config = run_config(spec.run_dir)
+    try:
+        config = run_config(spec.run_dir)
+    except ConfigError as error:
+        raise ConfigError(f"{say}{error}") from None
     if config.game.name != game.name:
         raise ConfigError(f"{say}{spec.text} was trained on {config.game.name!r}; it cannot play {game.name!r}")
     if config.agent.kind == "tabular":

@@ -17,7 +17,8 @@ from rich.console import Console
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 from rich.table import Table
 
-from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, MATRIX, METRICS, write_atomic
+from detente.errors import ConfigError, DetenteError
+from detente.runs import CONFIG, CROSSPLAY_TRANSCRIPTS, MATRIX, METRICS, fresh_dir, write_atomic
 
 DEFAULT_CONFIG = "cpu_ipd_adalign"
 CROSSPLAY_GAMES = 2
@@ -33,6 +34,13 @@ class UsageError(Exception):
 def cmd_train(args: argparse.Namespace) -> None:
     from detente.config import ConfigError, dump_config, load_config
 
+    if args.help_config:
+        from detente.config import RunConfig, config_help
+
+        console.print(config_help(RunConfig), end="", markup=False, highlight=False)
+        return
+    if args.force and not args.resume:
+        raise UsageError("--force goes with --resume DIR (resume even though DIR/config.yaml was edited)")
     if args.resume:
         if args.config or args.set or args.out:
             raise UsageError("--resume DIR continues the run in DIR with its own config; "
@@ -55,6 +63,10 @@ def cmd_train(args: argparse.Namespace) -> None:
         if (out / CONFIG).exists() and not args.overwrite:
             raise UsageError(f"{out} already holds a run; pass --overwrite, --resume {out} "
                              "or choose another --out")
+        from detente.agents import preflight
+
+        preflight(config)  # every agent and model the run names, before the old folder goes
+        fresh_dir(out)  # a new run starts from an empty folder: nothing of an old one survives
     if args.resume and config.agent.kind == "tabular":
         raise UsageError("tabular runs take seconds and keep no resume state: train again instead")
     console.print(f"[bold]detente train[/] {config.name}: {config.credit.algorithm} on {config.game.name}, "
@@ -69,7 +81,7 @@ def cmd_train(args: argparse.Namespace) -> None:
                 status += f"  coop {metrics['cooperation_rate']:.2f}"
             progress.update(task, completed=metrics["iteration"] + 1, status=status)
 
-        _run_trainer(config, out, on_iteration, resume=bool(args.resume))
+        _run_trainer(config, out, on_iteration, resume=bool(args.resume), force=args.force)
 
     agents = [f"run:{out}", *config.eval_opponents]
     result = _tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed,
@@ -78,19 +90,15 @@ def cmd_train(args: argparse.Namespace) -> None:
     _print_summary(result, agents[0], out)
 
 
-def _run_trainer(config: Any, out: Path, on_iteration: Any, resume: bool) -> None:
+def _run_trainer(config: Any, out: Path, on_iteration: Any, resume: bool, force: bool) -> None:
     if config.agent.kind == "tabular":
         from detente.train.tabular import train_tabular
 
         train_tabular(config, out, on_iteration)
         return
-    from detente.models import ModelNotFound
     from detente.train.llm import train_llm
 
-    try:
-        train_llm(config, out, on_iteration, resume=resume)
-    except (ModelNotFound, FileNotFoundError) as error:
-        raise UsageError(str(error)) from None
+    train_llm(config, out, on_iteration, resume=resume, force=force)
 
 
 def resolve_config(name: str) -> Path:
@@ -269,10 +277,15 @@ def build_parser() -> argparse.ArgumentParser:
     train.add_argument("--out", help="run folder (default runs/<name>)")
     train.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
                        help="override a config value, e.g. --set train.iterations=50 (repeatable)")
-    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder's run")
+    train.add_argument("--overwrite", action="store_true", help="replace an existing run folder's run "
+                       "(the old folder is deleted first, checkpoints included)")
     train.add_argument("--resume", metavar="DIR", help="continue the llm run in DIR after its last "
                        "saved iteration")
+    train.add_argument("--force", action="store_true", help="with --resume: resume even though DIR's "
+                       "config.yaml differs from the config its checkpoint was trained with")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
+    train.add_argument("--help-config", action="store_true", help="print every config key with its "
+                       "type, default and description, and exit")
     train.set_defaults(func=cmd_train)
 
     for name, func, helptext in (("eval", cmd_eval, "cross-play tournament between agents"),
@@ -311,14 +324,22 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    """Run the command; a problem the user can fix is one line on stderr and status 2, a run that
+    had to stop (non-finite updates, unusable data) one line and status 1."""
     args = build_parser().parse_args(argv)
     try:
         args.func(args)
-    except UsageError as error:
-        Console(stderr=True, soft_wrap=True).print(f"error: {error}", style="red", markup=False,
-                                                 highlight=False)
+    except (UsageError, ConfigError) as error:
+        _error(error)
         return 2
+    except DetenteError as error:
+        _error(error)
+        return 1
     return 0
+
+
+def _error(error: Exception) -> None:
+    Console(stderr=True, soft_wrap=True).print(f"error: {error}", style="red", markup=False, highlight=False)
 
 
 if __name__ == "__main__":

@@ -69,8 +69,9 @@ class AgentConfig(Strict):
                        "Hugging Face model name or local path. Paper: Qwen2.5-7B-Instruct.")
     lora_r: int = Field(32, ge=1, description="llm: LoRA rank on every linear layer (paper: 32).")
     lora_alpha: int = Field(64, ge=1, description="llm: LoRA alpha (paper: 64).")
-    temperature: float = Field(1.0, ge=0.0, description="llm: sampling temperature (paper: 1.0; 0 = "
-                               "greedy, which records no usable log-probabilities for training).")
+    temperature: float = Field(1.0, ge=0.0, description="llm: sampling temperature T of moves, proposals "
+                               "(softmax(score / T) over the legal options) and message tokens (paper: "
+                               "1.0). 0 = greedy, for evaluation only: a learner needs T > 0.")
     system_prompt: str | None = Field(None, description="llm: optional system turn at the start of "
                                       "every chat.")
     max_message_tokens: int | None = Field(None, ge=1, description="llm: token limit of a free-text "
@@ -332,6 +333,26 @@ def _apply_override(data: dict[str, Any], override: str) -> None:
             raise ConfigError(f"override {override!r}: {part} is not a section")
         node = child
     node[leaf] = value
+
+
+def config_help(model: type[BaseModel], prefix: str = "") -> str:
+    """Every key of ``model`` (nested sections as ``section.key``) with its type, default and
+    description: what ``detente train --help-config`` prints, generated from the fields."""
+    lines = []
+    for name, info in model.model_fields.items():
+        key = f"{prefix}{name}"
+        annotation = info.annotation
+        if isinstance(annotation, type) and issubclass(annotation, BaseModel):
+            lines.append(f"{key}:  (section)")
+            lines.append(config_help(annotation, f"{key}.").rstrip("\n"))
+            continue
+        default = info.get_default(call_default_factory=True)
+        kind = (annotation.__name__ if isinstance(annotation, type)
+                else str(annotation).replace("typing.", ""))
+        lines.append(f"{key}:  {kind} = {default!r}")
+        if info.description:
+            lines.append(f"    {info.description}")
+    return "\n".join(lines) + "\n"
 
 
 def dump_config(config: RunConfig) -> str:

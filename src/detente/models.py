@@ -185,6 +185,9 @@ def load_model(
 
 def _load_pretrained(folder: str | Path, dtype: torch.dtype) -> tuple[Any, Any]:
     from transformers import AutoModelForCausalLM, AutoTokenizer
+    from transformers.utils import logging as transformers_logging
+
+    transformers_logging.disable_progress_bar()  # detente shows its own progress; logs the load time
 
     try:
         tokenizer = AutoTokenizer.from_pretrained(folder)

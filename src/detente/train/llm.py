@@ -39,6 +39,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+import yaml
 from torch import Tensor
 
 from detente.agents import make_agent, preflight
@@ -339,11 +340,11 @@ class LLMTrainer:
         self.lm.save_adapter(LEARNER, folder / ADAPTER_DIR)
         state = {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
                  "torch_rng": torch.get_rng_state(), "buffer": self.buffer.names,
-                 "nonfinite": (self.nonfinite_steps, self.nonfinite_in_a_row),
-                 "config": self.config.model_dump(mode="json")}
+                 "nonfinite": (self.nonfinite_steps, self.nonfinite_in_a_row)}
         data = io.BytesIO()
         torch.save(state, data)
         write_atomic(folder / STATE_FILE, data.getvalue())
+        write_atomic(folder / CONFIG, dump_config(self.config))  # what this checkpoint was trained with
         previous = read_latest(self.out)
         write_latest(self.out, self.iteration)
         if previous is not None and previous != folder and not self._kept(previous):
@@ -353,21 +354,10 @@ class LLMTrainer:
         iteration = int(folder.name.removeprefix("iter_"))
         return iteration % self.config.train.checkpoint_every == 0
 
-    def resume(self, force: bool = False) -> None:
-        """Load the last saved state of ``out``; drop metrics of iterations after it.
-
-        The run's ``config.yaml`` must equal the config the checkpoint was trained with (a
-        :class:`~detente.errors.ConfigError` names the keys that differ); ``force`` accepts it.
-        """
-        folder = read_latest(self.out)
-        if folder is None:
-            raise ConfigError(f"{self.out} has no checkpoint to resume from (no {CHECKPOINTS}/{LATEST})")
+    def resume(self) -> None:
+        """Load the last saved state of ``out``; drop metrics of iterations after it."""
+        folder = resume_point(self.out)
         state = torch.load(folder / STATE_FILE, weights_only=False)
-        changed = config_changes(state["config"], self.config.model_dump(mode="json"))
-        if changed and not force:
-            raise ConfigError(f"{self.out / CONFIG} differs from the config its checkpoint {folder.name} "
-                              f"was trained with: {'; '.join(changed[:4])}"
-                              f"{' ...' if len(changed) > 4 else ''}; pass --force to resume with it")
         sweep_temp(self.out)
         self.lm.load_weights(LEARNER, folder / ADAPTER_DIR)
         self.optimizer.load_state_dict(state["optimizer"])
@@ -378,6 +368,25 @@ class LLMTrainer:
         kept = [r for r in read_jsonl(self.out / METRICS, tolerate_torn_tail=True)
                 if r["iteration"] < self.iteration]
         write_atomic(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+
+
+def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = False) -> Path:
+    """The checkpoint folder a resume of ``run_dir`` starts from.
+
+    With ``config``, it must equal the config that checkpoint was trained with, or a
+    :class:`~detente.errors.ConfigError` names the keys that differ (``force`` accepts it).
+    """
+    folder = read_latest(run_dir)
+    if folder is None:
+        raise ConfigError(f"{run_dir} has no checkpoint to resume from (no {CHECKPOINTS}/{LATEST})")
+    if config is not None and not force:
+        trained = yaml.safe_load((folder / CONFIG).read_text())
+        changed = config_changes(trained, config.model_dump(mode="json"))
+        if changed:
+            raise ConfigError(f"{Path(run_dir) / CONFIG} differs from the config its checkpoint {folder.name} "
+                              f"was trained with: {'; '.join(changed[:4])}"
+                              f"{' ...' if len(changed) > 4 else ''}; pass --force to resume with it")
+    return folder
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -399,13 +408,15 @@ def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, for
     even if ``config.yaml`` was edited since)."""
     out_dir = Path(out_dir)
     preflight(config, learner_model=lm is None)
-    torch.manual_seed(config.seed)  # the fresh adapter's initialisation
-    if not resume:
+    if resume:
+        resume_point(out_dir, config, force)  # before a model loads
+    else:
         fresh_dir(out_dir)
         write_atomic(out_dir / CONFIG, dump_config(config))
+    torch.manual_seed(config.seed)  # the fresh adapter's initialisation
     trainer = LLMTrainer(config, out_dir, lm)
     if resume:
-        trainer.resume(force)
+        trainer.resume()
     return trainer
 
 
