@@ -363,3 +363,30 @@ def test_smollm2_plays_ipd_and_split():
     scores = torch.tensor([option_logprob(lm, "learner", prefix, c) for c in draw.candidates],
                           dtype=torch.float64)
     assert draw.logprobs == pytest.approx(scores.log_softmax(0).tolist(), abs=1e-4)
+
+
+# --------------------------------------------------------------------------
+# What the packed forward cannot serve, and adapters that do not fit
+# --------------------------------------------------------------------------
+def test_sliding_window_models_are_refused_with_a_clear_message():
+    from transformers import MistralConfig, MistralForCausalLM, Qwen2Config, Qwen2ForCausalLM
+
+    small = {"vocab_size": 64, "hidden_size": 16, "intermediate_size": 32, "num_hidden_layers": 2,
+             "num_attention_heads": 2, "num_key_value_heads": 1}
+    mistral = MistralForCausalLM(MistralConfig(**small, sliding_window=8))
+    with pytest.raises(ValueError, match="sliding-window attention \\(window 8 tokens\\)"):
+        LoRAModel(mistral, None)
+    # Qwen2 declares a window but does not use it unless use_sliding_window is on (Qwen2.5's case)
+    LoRAModel(Qwen2ForCausalLM(Qwen2Config(**small, sliding_window=8, use_sliding_window=False)), None)
+    LoRAModel(MistralForCausalLM(MistralConfig(**small, sliding_window=None)), None)
+
+
+def test_loading_weights_that_do_not_fit_names_both_sides(tmp_path):
+    small = tiny_lm(lora_r=2, lora_alpha=4)
+    small.add_adapter("learner")
+    saved = small.save_adapter("learner", tmp_path / "r2")
+    lm = tiny_lm()  # rank 4
+    lm.add_adapter("learner")
+    with pytest.raises(ValueError, match=r"does not fit adapter 'learner' \(\d+ tensors in the file, \d+ in the "
+                       r"adapter; \d+ differ\): .*file \(2, 32\) vs adapter \(4, 32\)"):
+        lm.load_weights("learner", saved)

@@ -97,3 +97,15 @@ def test_reset_with_a_seed_is_reproducible() -> None:
     assert first == again and first != other
     assert env.observation_space("player_0").contains(first["player_0"])
     assert env.action_space("player_1") is env.action_space("player_1")
+
+
+@pytest.mark.parametrize("name", ["ipd", "stag_hunt", "chicken", "matrix"])
+def test_matrix_games_carry_the_name_they_were_made_under(name: str) -> None:
+    from detente.eval.tournament import cross_play
+    from detente.policies.scripted import make_scripted
+
+    game = make_game(name)
+    assert game.name == name
+    assert DetenteParallelEnv(game).metadata["name"] == f"detente_{name}_v1"
+    agents = {"tft": make_scripted("tft", game)}
+    assert cross_play(lambda: make_game(name), agents, 2).to_json()["game"] == name
