@@ -8,9 +8,11 @@ second: backoff starts at 0.5 s and tests keep ``max_retries`` small.
 
 from __future__ import annotations
 
+import importlib
 import json
 import logging
 import socket
+import sys
 import threading
 import time
 from collections.abc import Callable, Iterator
@@ -316,3 +318,10 @@ def test_policies_on_one_endpoint_share_its_limit(fake_openai, make_policy):
         thread.join(timeout=10)
     assert len(fake_openai.requests) == 6
     assert fake_openai.max_in_flight == 2
+
+
+def test_without_the_openai_client_the_import_error_says_what_to_install(monkeypatch):
+    monkeypatch.setitem(sys.modules, "openai", None)  # as if it were not installed
+    monkeypatch.delitem(sys.modules, "detente.policies.api")
+    with pytest.raises(ModuleNotFoundError, match=r"pip install 'detente\[api\]'"):
+        importlib.import_module("detente.policies.api")
