@@ -12,7 +12,9 @@ client (``pip install 'detente[api]'``).
   counts replies that never parse as invalid (``rollout/play.py``).
 * **Requests.** One decision is one chat-completions request with
   ``temperature``, ``max_tokens`` and a ``seed`` drawn from ``decision.rng``,
-  so a replay of the same games asks the same questions. The requests of one
+  so a replay of the same games asks the same questions (``max_tokens`` is
+  what OpenAI-compatible servers read; OpenAI's own reasoning models refuse
+  it). The requests of one
   :meth:`~APIPolicy.act` go out together from a thread pool, at most
   :attr:`Endpoint.max_concurrency` at a time per endpoint: every policy on
   the same base URL (with the same limit) shares one semaphore.
@@ -28,9 +30,10 @@ client (``pip install 'detente[api]'``).
   in a row raise :class:`EndpointUnavailable`, so a run ends instead of
   playing on with fallbacks; requests of the batch not yet sent are dropped.
   :attr:`Endpoint.request_budget` bounds the HTTP requests the policy sends
-  in its lifetime, retries included (counted by an httpx event hook as they
-  leave): the first one over it is not sent and raises
-  :class:`RequestBudgetExceeded`.
+  in its lifetime, retries included (counted by an event hook on the
+  client's ``httpx2`` client as they leave): the first one over it is not
+  sent and raises :class:`RequestBudgetExceeded`. So one request lasts at
+  most ``max_retries + 1`` tries and the waits between them.
 * **Key hygiene.** The API key is read from the environment variable named
   :attr:`Endpoint.api_key_env` when the client is made and is handed to the
   openai client only. It is no attribute of the policy and appears in no
