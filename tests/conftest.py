@@ -1,16 +1,28 @@
-"""Test-wide settings.
+"""Test-wide settings and fixtures.
 
 Tests run torch on one thread: their tensors are tiny, and on a 2-core machine
 two intra-op threads spend most of their time waiting for each other (the LLM
 trainer tests take about 50 s on one thread and nearly 4 minutes on two).
+
+``fake_openai``: a chat-completions server on loopback for API-policy tests.
+``tiny_model_dir``: a tiny random model saved as a Hugging Face folder.
 """
 
+from collections.abc import Iterator
+
+import pytest
 import torch
+
+from fake_openai import FakeOpenAI
 
 torch.set_num_threads(1)
 
 
-import pytest  # noqa: E402
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    """A chat-completions server on loopback for this test (see tests/fake_openai.py)."""
+    with FakeOpenAI() as server:
+        yield server
 
 
 @pytest.fixture(scope="session")
