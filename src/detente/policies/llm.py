@@ -61,14 +61,11 @@ import torch
 from detente.errors import NonFiniteError
 from detente.games.base import ActionSpec, ChoiceSpec, MessageSpec, ParseError, ProposalSpec, Seat
 from detente.policies.base import Decision, Policy
+from detente.policies.chat import user_turn
 from detente.policies.llm_backend import KV, LoRAModel, PackedBatch, Query
 
 log = logging.getLogger(__name__)
 
-RETRY_TEXT = "Your previous answer was not accepted: {reason}. Answer again."
-"""User turn added after an answer the game rejected."""
-EMPTY_TEXT = "(No new information.)"
-"""User turn used when the game has nothing new to tell the seat."""
 _PROBE = "detente-probe-5e1f"
 
 Kind = Literal["choice", "proposal", "message"]
@@ -381,15 +378,12 @@ class LLMPolicy(Policy):
         chat = self._chat(decision.slot, decision.seat)
         attempt = 0
         if decision.retry is not None:
-            content = RETRY_TEXT.format(reason=decision.retry.reason)
             if chat.records:
                 last = chat.records[-1]
                 last.rejected = last.rejected or decision.retry.reason
                 attempt = last.attempt + 1
             self.stats["rejected"] += 1
-        else:
-            content = decision.observation or EMPTY_TEXT
-        chat.messages.append({"role": "user", "content": self._defuse(content)})
+        chat.messages.append({"role": "user", "content": self._defuse(user_turn(decision))})
         self._render(chat)
         spec = decision.spec
         kind: Kind = ("choice" if isinstance(spec, ChoiceSpec)
