@@ -105,7 +105,8 @@ def test_resume_refuses_an_edited_config_unless_forced(tmp_path, tiny_model_dir,
     assert main(["train", *llm(tiny_model_dir, "train.iterations=1"), "--out", str(out)]) == 0
     capsys.readouterr()
     config = out / "config.yaml"
-    config.write_text(config.read_text().replace("lr: 0.01", "lr: 0.02").replace("iterations: 1", "iterations: 2"))
+    edited = config.read_text().replace("lr: 0.01", "lr: 0.02").replace("iterations: 1", "iterations: 2")
+    config.write_text(edited)
     assert main(["train", "--resume", str(out)]) == 2
     err = one_line_error(capsys)
     assert "differs from the config its checkpoint iter_1 was trained with" in err

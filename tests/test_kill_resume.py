@@ -57,7 +57,8 @@ def metrics(folder: Path) -> list[dict]:
 
 def weights(folder: Path) -> dict[str, dict]:
     """Every safetensors file under ``folder/checkpoints``, by relative path."""
-    return {str(p.relative_to(folder)): load_file(p) for p in sorted((folder / "checkpoints").rglob("*.safetensors"))}
+    files = sorted((folder / "checkpoints").rglob("*.safetensors"))
+    return {str(p.relative_to(folder)): load_file(p) for p in files}
 
 
 def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
@@ -77,7 +78,8 @@ def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(tmp_path,
     for name in a:
         assert a[name].keys() == b[name].keys()
         assert all(a[name][t].equal(b[name][t]) for t in a[name]), name
-    assert (killed / "checkpoints/latest.json").read_text() == (straight / "checkpoints/latest.json").read_text()
+    latest = "checkpoints/latest.json"
+    assert (killed / latest).read_text() == (straight / latest).read_text()
     matrix = (killed / "matrix.json").read_text().replace(str(killed), "RUN")
     assert matrix == (straight / "matrix.json").read_text().replace(str(straight), "RUN")
     assert sorted(p.name for p in (killed / "transcripts").iterdir()) == \

@@ -231,7 +231,7 @@ def test_sum_of_rewards_cooperates_but_is_exploitable(tmp_path: Path) -> None:
 
 
 def test_unknown_coplayer_is_rejected(tmp_path: Path) -> None:
-    with pytest.raises(ValueError, match="coplayer: no scripted strategy .gradual. for game .ipd."):
+    with pytest.raises(ValueError, match="coplayer: no scripted strategy 'gradual' for game 'ipd'"):
         train_tabular(config(coplayer="gradual"), tmp_path)
 
 

@@ -83,7 +83,8 @@ def parse_agent(text: str) -> AgentSpec:
 def check_kind(spec: AgentSpec, allowed: tuple[AgentKind, ...], where: str) -> AgentSpec:
     """``spec`` if its kind may be used ``where`` (e.g. "coplayer"), else :class:`ConfigError`."""
     if spec.kind not in allowed:
-        raise ConfigError(f"{where}: {spec.text!r} cannot be used here; valid: {', '.join(kind_names(allowed))}")
+        valid = ", ".join(kind_names(allowed))
+        raise ConfigError(f"{where}: {spec.text!r} cannot be used here; valid: {valid}")
     return spec
 
 

@@ -126,7 +126,8 @@ def _check_run(spec: AgentSpec, game: Game, say: str) -> None:
     except ConfigError as error:
         raise ConfigError(f"{say}{error}") from None
     if config.game.name != game.name:
-        raise ConfigError(f"{say}{spec.text} was trained on {config.game.name!r}; it cannot play {game.name!r}")
+        raise ConfigError(f"{say}{spec.text} was trained on {config.game.name!r}; "
+                          f"it cannot play {game.name!r}")
     if config.agent.kind == "tabular":
         from detente.policies.tabular import POLICY_FILE
 

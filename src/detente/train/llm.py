@@ -383,8 +383,8 @@ def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = F
         trained = yaml.safe_load((folder / CONFIG).read_text())
         changed = config_changes(trained, config.model_dump(mode="json"))
         if changed:
-            raise ConfigError(f"{Path(run_dir) / CONFIG} differs from the config its checkpoint {folder.name} "
-                              f"was trained with: {'; '.join(changed[:4])}"
+            raise ConfigError(f"{Path(run_dir) / CONFIG} differs from the config its checkpoint "
+                              f"{folder.name} was trained with: {'; '.join(changed[:4])}"
                               f"{' ...' if len(changed) > 4 else ''}; pass --force to resume with it")
     return folder
 
