@@ -33,7 +33,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Bernoulli
 
-from detente.config import CreditConfig, RunConfig, dump_config
+from detente.config import CreditConfig, GameConfig, RunConfig, dump_config
 from detente.credit import advantages, credit
 from detente.games import make_game
 from detente.games.ipd import COOPERATE, DEFECT, MatrixGame, PayoffTable
@@ -91,7 +91,7 @@ def train_tabular(
 def _train(
     config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None
 ) -> dict[str, Any]:
-    game = matrix_game(config)
+    game = matrix_game(config.game)
     eval_tables = {name: scripted_table(name) for name in config.eval_opponents}
     coplayer = None if config.coplayer == SELF else torch.tensor(coplayer_table(config.coplayer))
     learner_seats = [0, 1] if coplayer is None else [0]
@@ -334,9 +334,9 @@ def baseline_group_size(config: CreditConfig) -> int | None:
     return config.group_size if config.group_baseline else None
 
 
-def matrix_game(config: RunConfig) -> MatrixGame:
-    """The game of ``config``; ``ValueError`` unless it is an iterated 2x2 matrix game."""
-    game = make_game(config.game.name, **config.game.params)
+def matrix_game(config: GameConfig) -> MatrixGame:
+    """The game ``config`` describes; ``ValueError`` unless it is an iterated 2x2 matrix game."""
+    game = make_game(config.name, **config.params)
     if not isinstance(game, MatrixGame):
-        raise ValueError(f"tabular learners play 2x2 matrix games, not {config.game.name!r}")
+        raise ValueError(f"tabular learners play 2x2 matrix games, not {config.name!r}")
     return game

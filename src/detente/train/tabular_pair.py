@@ -21,7 +21,7 @@ Advantage Alignment learner.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +29,7 @@ import torch
 from torch import Tensor
 
 from detente.config import RunConfig, dump_config
+from detente.games.ipd import MatrixGame
 from detente.policies.tabular import POLICY_FILE, STATES, save_policy, scripted_table
 from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
 from detente.train.tabular import (
@@ -84,7 +85,7 @@ def _train_pair(
     out_dir: Path,
     on_iteration: Callable[[dict[str, Any]], None] | None,
 ) -> dict[str, Any]:
-    game = matrix_game(config_a)
+    game = matrix_game(config_a.game)
     configs = (config_a, config_b)  # seat s is learner configs[s]
     B, T = config_a.train.games_per_iteration, game.max_rounds  # B games, T rounds at most
     R = payoff_tensor(game.payoffs)  # (2, 2, 2)
@@ -120,22 +121,42 @@ def _train_pair(
             on_iteration(record)
 
     final = [logits.detach().tolist() for logits, _ in learners]  # 2 x (5,)
-    for path, logits in zip((POLICY_FILE, COPLAYER_POLICY_FILE), final, strict=True):
-        save_policy(out_dir / path, logits, config_a.game.name)
-    table_a, table_b = (torch.sigmoid(torch.tensor(logits)).tolist() for logits in final)
-
-    def play(table: list[float], other: list[float] | tuple[float, ...]) -> dict[str, float | None]:
-        return play_tables(table, other, game.payoffs, T, game.continuation_prob)
-
+    save_pair(out_dir, final, config_a.game.name)
     return {
         "iterations": config_a.train.iterations,
         "seconds": time.perf_counter() - began,
+        **pair_summary(final, game, config_a.eval_opponents, config_b.eval_opponents),
+    }
+
+
+def save_pair(out_dir: Path, logits: Sequence[Sequence[float]], game: str) -> None:
+    """Write seat 0's (5,) cooperation logits to ``policy.json``, seat 1's to ``coplayer_policy.json``."""
+    for name, table in zip((POLICY_FILE, COPLAYER_POLICY_FILE), logits, strict=True):
+        save_policy(out_dir / name, table, game)
+
+
+def pair_summary(
+    logits: Sequence[Sequence[float]], game: MatrixGame, eval_a: Sequence[str], eval_b: Sequence[str]
+) -> dict[str, Any]:
+    """Both final tables from their (2, 5) ``logits`` and their exact play (:func:`play_tables`).
+
+    ``policy`` and ``coplayer_policy`` (P(cooperate) per state), ``play`` (seat
+    0's view of the pair) and ``coplayer_play`` (seat 1's), and each table
+    against the scripted opponents ``eval_a`` / ``eval_b`` (``eval``,
+    ``coplayer_eval``), over the rounds of ``game``.
+    """
+    table_a, table_b = (torch.sigmoid(torch.tensor(table, dtype=torch.float64)).tolist() for table in logits)
+
+    def play(table: Sequence[float], other: Sequence[float]) -> dict[str, float | None]:
+        return play_tables(table, other, game.payoffs, game.max_rounds, game.continuation_prob)
+
+    return {
         "policy": dict(zip(STATES, table_a, strict=True)),
         "coplayer_policy": dict(zip(STATES, table_b, strict=True)),
         "play": play(table_a, table_b),
         "coplayer_play": play(table_b, table_a),
-        "eval": {name: play(table_a, scripted_table(name)) for name in config_a.eval_opponents},
-        "coplayer_eval": {name: play(table_b, scripted_table(name)) for name in config_b.eval_opponents},
+        "eval": {name: play(table_a, scripted_table(name)) for name in eval_a},
+        "coplayer_eval": {name: play(table_b, scripted_table(name)) for name in eval_b},
     }
 
 
@@ -158,7 +179,7 @@ def _check_pair(config_a: RunConfig, config_b: RunConfig) -> None:
     if k is not None and n % k:
         raise ValueError(f"learner B's credit.group_size ({k}) must divide learner A's "
                          f"train.games_per_iteration ({n})")
-    random_length = matrix_game(config_a).continuation_prob is not None
+    random_length = matrix_game(config_a.game).continuation_prob is not None
     if random_length and k != baseline_group_size(config_a.credit):
         raise ValueError(f"random-length games are drawn per seed group of learner A "
                          f"({baseline_group_size(config_a.credit)}); learner B's baseline groups ({k}) must "
