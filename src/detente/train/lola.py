@@ -17,10 +17,10 @@ first-order Taylor form of the paper: the learner differentiates its return
 after the co-player's anticipated naive step ``eta * grad_2 V_2`` through that
 step only (the paper drops the ``(grad_1 grad_2 V_1) grad_2 V_2`` term).
 
-Paper hyperparameters (section 5 and its code's exact-value defaults), all
-defaults here: gamma 0.96, delta (lr) 1, eta 1, plain gradient ascent (no
-optimizer state), 200 updates, initial logits drawn from N(0, 1), one draw
-per seed. The paper's IPD pays -1/-3/0/-2 (R/S/T/P); ``game`` defaults to the
+The paper's hyperparameters, as its public code sets them for the exact
+case, are the defaults here: gamma 0.96, delta (lr) 1, eta 1, plain gradient
+ascent (no optimizer state), 200 updates, initial logits drawn from N(0, 1),
+one draw per seed. The paper's IPD pays -1/-3/0/-2 (R/S/T/P); ``game`` defaults to the
 SPEC's IPD (3/0/5/1) and takes the paper's table as
 ``{name: matrix, params: {payoffs: [[[-1, -1], [-3, 0]], [[0, -3], [-2, -2]]]}}``.
 Expected (paper): LOLA self-play finds tit-for-tat and cooperates, naive
@@ -51,8 +51,7 @@ Rule = Literal["lola", "naive"]
 class LolaConfig(Strict):
     """One exact two-learner run; defaults are the LOLA paper's IPD settings."""
 
-    name: str = Field("lola", description="Run name; the default output folder is runs/<name>.")
-    seed: int = Field(0, description="Seeds the N(0, init_std) initial logits of both tables.")
+    seed: int = Field(0, description="Seeds the N(0, 1) initial logits of both tables (paper code).")
     game: GameConfig = Field(default_factory=GameConfig, description="A 2x2 matrix game: its payoffs "
                              "define V; its rounds are used only by the final exact play.")
     learner: Rule = Field("lola", description="Update rule of seat 0: lola or naive.")
@@ -62,7 +61,6 @@ class LolaConfig(Strict):
     lr: float = Field(1.0, gt=0.0, description="delta, gradient-ascent step on the logits (paper: 1).")
     eta: float = Field(1.0, ge=0.0, description="LOLA's look-ahead step on the co-player (paper code: 1).")
     iterations: int = Field(200, ge=1, description="Simultaneous updates (paper code: 200).")
-    init_std: float = Field(1.0, ge=0.0, description="Std of the N(0, std) initial logits (paper code: 1).")
     eval_opponents: list[str] = Field(default_factory=lambda: ["alld", "allc", "tft"],
                                       description="Scripted opponents each final table plays exactly.")
 
@@ -92,8 +90,8 @@ def _train(
     game = matrix_game(config.game)
     R = payoff_tensor(game.payoffs).double()  # (2, 2, 2)
     generator = torch.Generator().manual_seed(config.seed)
-    thetas = [(config.init_std * torch.randn(len(STATES), generator=generator, dtype=torch.float64))
-              .requires_grad_() for _ in range(2)]  # theta_1, theta_2: (5,) each
+    thetas = [torch.randn(len(STATES), generator=generator, dtype=torch.float64).requires_grad_()
+              for _ in range(2)]  # theta_1, theta_2: (5,) each
 
     write_atomic(out_dir / CONFIG, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
     write_atomic(out_dir / METRICS, "")

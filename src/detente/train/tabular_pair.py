@@ -12,10 +12,12 @@ The game, seed, games per iteration and iterations are A's; B's config gives
 only its learner (``agent``, ``credit``, ``train.lr``, ``train.entropy_coef``,
 ``train.grad_clip``) and its ``eval_opponents``.
 
-Use: does an opponent-shaping learner shape a naive one? A naive learner
-co-trained with a naive learner goes to always-defect like naive self-play;
-docs/reproduction.md measures it next to a naive learner co-trained with an
-Advantage Alignment learner.
+Use: does an opponent-shaping learner shape a naive one? Measured
+(docs/reproduction.md, "Two learners"): a naive learner co-trained with a
+naive one goes to always-defect, as in self-play; co-trained with Advantage
+Alignment at beta 2 it ends nearly always-cooperate while the AdAlign learner
+opens with D and then plays tit-for-tat; at the IPD preset's beta 0.5 it is
+not shaped into cooperation.
 """
 
 from __future__ import annotations
@@ -166,7 +168,7 @@ def _figures(seen: dict[str, float | None], losses: dict[str, float], logits: Te
         "behaviour/cooperation_rate": seen["cooperation_rate"],
         "behaviour/retaliation_rate": seen["retaliation_rate"],
         **{f"behaviour/coop_prob_{s}": p
-           for s, p in zip(STATES, torch.sigmoid(logits).tolist(), strict=True)},
+           for s, p in zip(STATES, torch.sigmoid(logits.detach()).tolist(), strict=True)},
         "loss/policy": losses["loss"],
         "perf/entropy": losses["entropy"],
         "perf/grad_norm": losses["grad_norm"],
