@@ -27,6 +27,7 @@ from typing import Any, TypeVar
 from detente.games.ipd import COOPERATE, DEFECT, MOVES, MatrixView
 from detente.policies.base import Decision, Policy
 from detente.policies.scripted.matrix import GenerousTitForTat, RandomMove
+from detente.runs import write_atomic
 
 STATES: tuple[str, ...] = ("first", "CC", "CD", "DC", "DD")
 """State names in table order; ``XY`` = own last move X, other's last move Y."""
@@ -121,3 +122,8 @@ def policy_record(logits: Sequence[float], game: str) -> dict[str, Any]:
         "cooperate_prob": [0.5 * (1.0 + math.tanh(x / 2)) for x in logits],  # sigmoid, overflow-free
         "logits": list(logits),
     }
+
+
+def save_policy(path: Path, logits: Sequence[float], game: str) -> None:
+    """Write the :func:`policy_record` of cooperation ``logits`` (5,) to ``path`` (``policy.json``)."""
+    write_atomic(path, json.dumps(policy_record(logits, game), indent=2) + "\n")

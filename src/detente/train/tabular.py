@@ -22,9 +22,9 @@ reciprocity. :func:`play_tables` evaluates two tables exactly.
 
 from __future__ import annotations
 
-import json
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from torch.distributions import Bernoulli
 
 from detente.agent_spec import parse_agent
 from detente.agents import preflight
-from detente.config import CreditConfig, RunConfig, dump_config
+from detente.config import CreditConfig, GameConfig, RunConfig, dump_config
 from detente.credit import pair_credit
 from detente.games import make_game
 from detente.games.ipd import COOPERATE, DEFECT, MatrixGame, PayoffTable
@@ -45,7 +45,7 @@ from detente.policies.tabular import (
     STATES,
     TabularPolicy,
     joint_state,
-    policy_record,
+    save_policy,
     scripted_table,
 )
 from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
@@ -84,30 +84,24 @@ def train_tabular(
     The summary holds the final table and its exact play (:func:`play_tables`)
     against the co-player and every ``config.eval_opponents`` entry.
 
-    Runs on one torch thread: the tensors are tiny, and on a shared 2-core
-    machine two intra-op threads made each step about 30x slower.
+    Runs on one torch thread (:func:`one_thread`).
     """
     preflight(config)
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
+    with one_thread():
         return _train(config, Path(out_dir), on_iteration)
-    finally:
-        torch.set_num_threads(threads)
 
 
 def _train(
     config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None
 ) -> dict[str, Any]:
-    game = _matrix_game(config)
+    game = matrix_game(config.game)
     eval_tables = {name: scripted_table(name) for name in config.eval_opponents}
     coplayer = None if config.coplayer == SELF else torch.tensor(coplayer_table(config.coplayer))
     learner_seats = [0, 1] if coplayer is None else [0]
     B, T = config.train.games_per_iteration, game.max_rounds  # B games, T rounds at most
     R = payoff_tensor(game.payoffs)  # (2, 2, 2)
     generator = torch.Generator().manual_seed(config.seed)
-    logits = torch.nn.Parameter(torch.full((len(STATES),), config.agent.init_logit))  # (5,)
-    optimizer = torch.optim.Adam([logits], lr=config.train.lr)
+    logits, optimizer = new_table(config)
 
     write_atomic(out_dir / CONFIG, dump_config(config))
     write_atomic(out_dir / METRICS, "")
@@ -132,7 +126,7 @@ def _train(
             on_iteration(record)
 
     final = logits.detach().tolist()
-    write_atomic(out_dir / POLICY_FILE, json.dumps(policy_record(final, config.game.name), indent=2) + "\n")
+    save_policy(out_dir / POLICY_FILE, final, config.game.name)
     table = torch.sigmoid(torch.tensor(final)).tolist()
     opponent = table if coplayer is None else coplayer.tolist()
     return {
@@ -143,6 +137,27 @@ def _train(
         "eval": {name: play_tables(table, other, game.payoffs, T, game.continuation_prob)
                  for name, other in eval_tables.items()},
     }
+
+
+@contextmanager
+def one_thread() -> Iterator[None]:
+    """Run the block on one torch thread, then restore the thread count.
+
+    The tensors of a tabular run are tiny: on a shared 2-core machine two
+    intra-op threads made each step about 30x slower.
+    """
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        torch.set_num_threads(threads)
+
+
+def new_table(config: RunConfig) -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
+    """A learner's (5,) cooperation logits, all ``config.agent.init_logit``, and their Adam optimizer."""
+    logits = torch.nn.Parameter(torch.full((len(STATES),), config.agent.init_logit))  # (5,)
+    return logits, torch.optim.Adam([logits], lr=config.train.lr)
 
 
 def coplayer_table(spec: str) -> tuple[float, ...]:
@@ -315,8 +330,9 @@ def _action_probs(table: Sequence[float]) -> Tensor:
     return torch.stack([p, 1 - p], dim=1)
 
 
-def _matrix_game(config: RunConfig) -> MatrixGame:
-    game = make_game(config.game.name, **config.game.params)
+def matrix_game(config: GameConfig) -> MatrixGame:
+    """The game ``config`` describes; ``ValueError`` unless it is an iterated 2x2 matrix game."""
+    game = make_game(config.name, **config.params)
     if not isinstance(game, MatrixGame):
-        raise ValueError(f"tabular learners play 2x2 matrix games, not {config.game.name!r}")
+        raise ValueError(f"tabular learners play 2x2 matrix games, not {config.name!r}")
     return game

@@ -1,0 +1,187 @@
+"""Two live memory-1 learners trained in one loop: learner A in seat 0, learner B in seat 1.
+
+Each learner is a table of :mod:`detente.train.tabular` with its own config
+(credit rule, lr, init_logit, entropy bonus). Every iteration plays one batch
+of B games of A against B, then each learner takes its own Adam step on the
+same batch, with itself as agent 1 and the other as agent 2 (SPEC 3)::
+
+    C^A = credit(algorithm_A, A^seat0, A^seat1)     C^B = credit(algorithm_B, A^seat1, A^seat0)
+    L^X = mean over X's decisions of [ -C^X * log pi_X(a | s) ] - eta_X * H_X
+
+The game, seed, games per iteration and iterations are A's; B's config gives
+only its learner (``agent``, ``credit``, ``train.lr``, ``train.entropy_coef``,
+``train.grad_clip``) and its ``eval_opponents``.
+
+Use: does an opponent-shaping learner shape a naive one? Measured
+(docs/reproduction.md, "Two learners"): a naive learner co-trained with a
+naive one goes to always-defect, as in self-play; co-trained with Advantage
+Alignment at beta 2 it ends nearly always-cooperate while the AdAlign learner
+opens with D and then plays tit-for-tat; at the IPD preset's beta 0.5 it is
+not shaped into cooperation.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from detente.config import RunConfig, dump_config
+from detente.games.ipd import MatrixGame
+from detente.policies.tabular import POLICY_FILE, STATES, save_policy, scripted_table
+from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
+from detente.train.tabular import (
+    behaviour,
+    matrix_game,
+    new_table,
+    one_thread,
+    payoff_tensor,
+    play_tables,
+    rollout,
+    round_lengths,
+    update,
+)
+
+COPLAYER_CONFIG = "coplayer_config.yaml"
+COPLAYER_POLICY_FILE = "coplayer_policy.json"
+COPLAYER = "coplayer/"
+"""Prefix of learner B's figures in ``metrics.jsonl``; A's figures have none."""
+
+
+def train_tabular_pair(
+    config_a: RunConfig,
+    config_b: RunConfig,
+    out_dir: Path,
+    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+) -> dict[str, Any]:
+    """Train learner A (seat 0) against learner B (seat 1); write ``out_dir``; return a summary.
+
+    Writes ``config.yaml`` (A's) and ``coplayer_config.yaml`` (B's) first, then
+    one ``metrics.jsonl`` line per iteration (a previous file is replaced):
+    ``iteration``, ``reward/learner`` and ``reward/coplayer`` (unscaled reward
+    per round of seats 0 and 1), ``behaviour/mutual_cooperation_rate`` and,
+    for A unprefixed and for B under ``coplayer/``: ``behaviour/cooperation_rate``,
+    ``behaviour/retaliation_rate`` (None if the other never defected),
+    ``behaviour/coop_prob_<state>``, ``loss/policy``, ``perf/entropy``,
+    ``perf/grad_norm`` (before clipping); and ``perf/seconds``. Saves the final
+    tables to ``policy.json`` (A) and ``coplayer_policy.json`` (B).
+
+    The summary holds both final tables (``policy``, ``coplayer_policy``),
+    their exact play (:func:`play_tables`) from each side (``play`` is A's
+    view, ``coplayer_play`` B's) and each against its config's
+    ``eval_opponents`` (``eval``, ``coplayer_eval``).
+    """
+    _check_pair(config_a, config_b)
+    with one_thread():
+        return _train_pair(config_a, config_b, Path(out_dir), on_iteration)
+
+
+def _train_pair(
+    config_a: RunConfig,
+    config_b: RunConfig,
+    out_dir: Path,
+    on_iteration: Callable[[dict[str, Any]], None] | None,
+) -> dict[str, Any]:
+    game = matrix_game(config_a.game)
+    configs = (config_a, config_b)  # seat s is learner configs[s]
+    B, T = config_a.train.games_per_iteration, game.max_rounds  # B games, T rounds at most
+    R = payoff_tensor(game.payoffs)  # (2, 2, 2)
+    generator = torch.Generator().manual_seed(config_a.seed)
+    learners = [new_table(config) for config in configs]  # (logits (5,), optimizer) per seat
+
+    write_atomic(out_dir / CONFIG, dump_config(config_a))
+    write_atomic(out_dir / COPLAYER_CONFIG, dump_config(config_b))
+    write_atomic(out_dir / METRICS, "")
+    began = time.perf_counter()
+    for iteration in range(config_a.train.iterations):
+        start = time.perf_counter()
+        with torch.no_grad():
+            tables = torch.stack([torch.sigmoid(logits) for logits, _ in learners])  # (2, 5)
+        lengths = round_lengths(B, T, game.continuation_prob, config_a.credit.baseline_group_size, generator)
+        batch = rollout(tables, R, lengths, generator)
+        # ALGO LOGIC: each seat's learner steps on the same batch, credited with itself as agent 1
+        losses = [update(logits, optimizer, batch, configs[seat], [seat], game.reward_scale)
+                  for seat, (logits, optimizer) in enumerate(learners)]
+        seen = [behaviour(batch, [seat]) for seat in (0, 1)]
+        figures = [_figures(seen[seat], losses[seat], learners[seat][0]) for seat in (0, 1)]
+        record = {
+            "iteration": iteration,
+            "reward/learner": seen[0]["reward_mean"],
+            "reward/coplayer": seen[1]["reward_mean"],
+            "behaviour/mutual_cooperation_rate": seen[0]["mutual_cooperation_rate"],
+            **figures[0],
+            **{COPLAYER + key: value for key, value in figures[1].items()},
+            "perf/seconds": time.perf_counter() - start,
+        }
+        append_jsonl(out_dir / METRICS, record)
+        if on_iteration is not None:
+            on_iteration(record)
+
+    final = [logits.detach().tolist() for logits, _ in learners]  # 2 x (5,)
+    save_pair(out_dir, final, config_a.game.name)
+    return {
+        "iterations": config_a.train.iterations,
+        "seconds": time.perf_counter() - began,
+        **pair_summary(final, game, config_a.eval_opponents, config_b.eval_opponents),
+    }
+
+
+def save_pair(out_dir: Path, logits: Sequence[Sequence[float]], game: str) -> None:
+    """Write seat 0's (5,) cooperation logits to ``policy.json``, seat 1's to ``coplayer_policy.json``."""
+    for name, table in zip((POLICY_FILE, COPLAYER_POLICY_FILE), logits, strict=True):
+        save_policy(out_dir / name, table, game)
+
+
+def pair_summary(
+    logits: Sequence[Sequence[float]], game: MatrixGame, eval_a: Sequence[str], eval_b: Sequence[str]
+) -> dict[str, Any]:
+    """Both final tables from their (2, 5) ``logits`` and their exact play (:func:`play_tables`).
+
+    ``policy`` and ``coplayer_policy`` (P(cooperate) per state), ``play`` (seat
+    0's view of the pair) and ``coplayer_play`` (seat 1's), and each table
+    against the scripted opponents ``eval_a`` / ``eval_b`` (``eval``,
+    ``coplayer_eval``), over the rounds of ``game``.
+    """
+    table_a, table_b = (torch.sigmoid(torch.tensor(table, dtype=torch.float64)).tolist() for table in logits)
+
+    def play(table: Sequence[float], other: Sequence[float]) -> dict[str, float | None]:
+        return play_tables(table, other, game.payoffs, game.max_rounds, game.continuation_prob)
+
+    return {
+        "policy": dict(zip(STATES, table_a, strict=True)),
+        "coplayer_policy": dict(zip(STATES, table_b, strict=True)),
+        "play": play(table_a, table_b),
+        "coplayer_play": play(table_b, table_a),
+        "eval": {name: play(table_a, scripted_table(name)) for name in eval_a},
+        "coplayer_eval": {name: play(table_b, scripted_table(name)) for name in eval_b},
+    }
+
+
+def _figures(seen: dict[str, float | None], losses: dict[str, float], logits: Tensor) -> dict[str, Any]:
+    """One learner's figures: its :func:`behaviour` ``seen`` in the batch, its losses and its (5,) table."""
+    return {
+        "behaviour/cooperation_rate": seen["cooperation_rate"],
+        "behaviour/retaliation_rate": seen["retaliation_rate"],
+        **{f"behaviour/coop_prob_{s}": p
+           for s, p in zip(STATES, torch.sigmoid(logits.detach()).tolist(), strict=True)},
+        "loss/policy": losses["loss"],
+        "perf/entropy": losses["entropy"],
+        "perf/grad_norm": losses["grad_norm"],
+    }
+
+
+def _check_pair(config_a: RunConfig, config_b: RunConfig) -> None:
+    """B's baseline must fit A's batch: its seed groups divide A's games, and share A's game lengths."""
+    n, k = config_a.train.games_per_iteration, config_b.credit.baseline_group_size
+    if k is not None and n % k:
+        raise ValueError(f"learner B's credit.group_size ({k}) must divide learner A's "
+                         f"train.games_per_iteration ({n})")
+    random_length = matrix_game(config_a.game).continuation_prob is not None
+    if random_length and k != config_a.credit.baseline_group_size:
+        raise ValueError(f"random-length games are drawn per seed group of learner A "
+                         f"({config_a.credit.baseline_group_size}); learner B's baseline groups ({k}) must "
+                         "be the same")
