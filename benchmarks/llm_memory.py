@@ -54,6 +54,8 @@ def main() -> None:
 
     import torch
 
+    from detente.policies.llm import LLMPolicy
+
     start_rss = rss_bytes()
     lm = load(args.model, args.lora_r, args.lora_alpha)
     policies = []
@@ -65,7 +67,7 @@ def main() -> None:
         while len(lm.adapters) < count:
             name = f"agent-{len(lm.adapters)}"
             lm.add_adapter(name)
-            policies.append(lm.policy(name))
+            policies.append(LLMPolicy(lm, name))
         ids = torch.tensor([lm.tokenizer("Choose your action: <A> or <B>.")["input_ids"]], device=lm.device)
         for name in lm.adapters:  # touch every weight (safetensors are memory-mapped until used)
             with lm.active(name) as model, torch.no_grad():

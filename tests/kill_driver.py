@@ -64,18 +64,18 @@ def main() -> int:
         on_nth_call(trainer.LLMTrainer, "save", n)
     elif point == "metrics-torn":
         calls = {"count": 0}
-        real = trainer.append_jsonl
+        real = trainer.append_metrics
 
-        def torn(path, record):
+        def torn(folder, line):
             calls["count"] += 1
             if calls["count"] == n:
-                line = json.dumps(record)
-                with open(path, "a") as handle:
-                    handle.write(line[: len(line) // 2])
+                text = json.dumps(line.to_json())
+                with open(folder / "metrics.jsonl", "a") as handle:
+                    handle.write(text[: len(text) // 2])
                 die()
-            real(path, record)
+            real(folder, line)
 
-        trainer.append_jsonl = torn
+        trainer.append_metrics = torn
     elif point != "none":
         raise SystemExit(f"unknown kill point {point!r}")
     return detente(args)

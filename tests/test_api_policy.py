@@ -9,7 +9,6 @@ second: backoff starts at 0.5 s and tests keep ``max_retries`` small.
 from __future__ import annotations
 
 import importlib
-import json
 import logging
 import socket
 import sys
@@ -225,7 +224,7 @@ def test_the_api_key_reaches_the_server_and_nothing_written(fake_openai, make_po
     api = make_policy(fake_openai, cache=tmp_path / "cache", max_retries=0)
     greedy = make_scripted("greedy", game)
     episode, = play([game], [(api, greedy)], [0])
-    line = json.dumps(transcript(episode, (api, greedy), 0))
+    line = transcript(episode, (api, greedy), 0).model_dump_json()
 
     assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in fake_openai.requests)
     written = [path for path in tmp_path.rglob("*") if path.is_file()]

@@ -14,15 +14,14 @@ axl = pytest.importorskip("axelrod")
 
 from detente.agents import make_agent  # noqa: E402
 from detente.cli import main  # noqa: E402
-from detente.config import dump_config, load_config, preset_path  # noqa: E402
+from detente.config import load_config, preset_path  # noqa: E402
 from detente.eval.axelrod_bridge import (  # noqa: E402
     DetentePlayer,
     axelrod_tournament,
     resolve_strategy,
 )
 from detente.games import make_game  # noqa: E402
-from detente.policies.tabular import POLICY_FILE, policy_record  # noqa: E402
-from detente.runs import CONFIG  # noqa: E402
+from detente.runs import TabularPolicyFile, write_config, write_policy  # noqa: E402
 
 C, D = axl.Action.C, axl.Action.D
 OPPONENTS = ("Cooperator", "Defector", "Alternator", "Random", "Grudger", "SuspiciousTitForTat",
@@ -43,11 +42,11 @@ def match(first: axl.Player, second: axl.Player, turns: int = 30, seed: int = 7)
 def tabular_run(folder: Path, table: tuple[float, ...]) -> Path:
     """A tabular run folder as training writes it: the config and policy.json (exact 0/1 logits)."""
     folder.mkdir(parents=True, exist_ok=True)
-    (folder / CONFIG).write_text(dump_config(load_config(preset_path("ipd_tabular_naive"))))
+    write_config(folder, load_config(preset_path("ipd_tabular_naive")))
     logits = [50.0 if p == 1.0 else -50.0 if p == 0.0 else _logit(p) for p in table]
-    record = policy_record(logits, "ipd")
-    assert record["cooperate_prob"] == pytest.approx(list(table))
-    (folder / POLICY_FILE).write_text(json.dumps(record))
+    record = TabularPolicyFile.from_logits(logits, "ipd")
+    assert record.cooperate_prob == pytest.approx(list(table))
+    write_policy(folder, record)
     return folder
 
 

@@ -30,7 +30,7 @@ from pathlib import Path
 
 import pytest
 
-from detente.eval.honesty import Honesty, classify, read_claims, score
+from detente.behaviour.honesty import Honesty, classify, read_claims, score
 from detente.games.trust_split import HANDS, stated_hand
 
 DATA = Path(__file__).resolve().parent / "data"

@@ -9,7 +9,6 @@ left behind.
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import signal
@@ -20,7 +19,8 @@ from pathlib import Path
 
 from safetensors.torch import load_file
 
-from detente.runs import TMP_PREFIX
+from detente.atomic import TMP_PREFIX
+from detente.runs import read_metrics
 
 DRIVER = Path(__file__).with_name("kill_driver.py")
 KILLS = [("before-save", 2), ("metrics-torn", 1), ("adapter-write", 1), ("fsync", 3), ("update", 1),
@@ -51,8 +51,7 @@ def run(point: str, n: int, args: list[str], rng: random.Random) -> int:
 
 
 def metrics(folder: Path) -> list[dict]:
-    lines = [json.loads(line) for line in (folder / "metrics.jsonl").read_text().splitlines()]
-    return [{k: v for k, v in line.items() if k != "seconds" and not k.startswith("perf/")} for line in lines]
+    return [line.without_perf() for line in read_metrics(folder)]
 
 
 def weights(folder: Path) -> dict[str, dict]:

@@ -11,7 +11,7 @@ import time
 import pytest
 
 from detente.config import load_config
-from detente.runs import read_jsonl
+from detente.runs import read_metrics
 from detente.train.llm import train_llm
 
 pytestmark = pytest.mark.slow
@@ -35,8 +35,9 @@ def test_naive_learner_learns_to_defect_against_always_cooperate(tmp_path):
     """
     config = load_config(_preset("cpu_ipd_naive_vs_allc"))
     train_llm(config, tmp_path)
-    metrics = read_jsonl(tmp_path / "metrics.jsonl")
-    first, last = 1 - metrics[0]["cooperation_rate"], 1 - metrics[-1]["cooperation_rate"]
+    metrics = read_metrics(tmp_path)
+    first = 1 - metrics[0].values["behaviour/cooperation_rate"]
+    last = 1 - metrics[-1].values["behaviour/cooperation_rate"]
     print(f"defection rate: {first:.2f} at iteration 0 -> {last:.2f} at iteration {len(metrics) - 1}")
     assert last >= 0.8
     assert last > first

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from detente.config import load_config
-from detente.runs import read_jsonl
+from detente.runs import read_metrics, read_run_info
 from detente.train.llm import LEARNER, LLMTrainer, round_credit, train_llm
 from detente.train.seating import plan, training_rows
 from detente.train.terms import term_batch, term_logprobs
@@ -46,10 +46,13 @@ def test_one_iteration_of_every_game_and_algorithm_changes_the_adapter(tmp_path,
     record = train_llm(config(f"game.name={game}", f"credit.algorithm={algorithm}", *extra), tmp_path, lm=lm)
     after = lora_state(lm)
     assert any(not torch.equal(before[n], after[n]) for n in before)
-    assert record["grad_norm"] > 0 and record["nonfinite_steps"] == 0
-    assert record["terms"] > 0 and record["tokens"] >= record["terms"]
-    assert {"template_resets", "truncated", "wrapped", "lost_terms"} <= record.keys()
-    assert len(read_jsonl(tmp_path / "metrics.jsonl")) == 1
+    values = record.values
+    assert values["loss/grad_norm"] > 0 and values["loss/nonfinite_steps"] == 0
+    assert values["data/terms"] > 0 and values["data/tokens"] >= values["data/terms"]
+    data = ("template_resets", "truncated", "wrapped", "lost_terms")
+    assert {f"data/{key}" for key in data} <= values.keys()
+    assert read_metrics(tmp_path) == [record]
+    assert read_run_info(tmp_path).producer == "llm"
     transcript = (tmp_path / "transcripts" / "iter_0.jsonl").read_text().splitlines()
     assert len(transcript) == 4 and json.loads(transcript[0])["chats"]
 
@@ -111,16 +114,14 @@ def test_killed_run_resumes_to_the_same_metrics(tmp_path):
         pass
 
     def kill_after_second(record):
-        if record["iteration"] == 1:
+        if record.iteration == 1:
             raise Killed
 
     with pytest.raises(Killed):
         train_llm(cfg, tmp_path / "killed", kill_after_second, lm=tiny_lm())
     resumed = train_llm(cfg, tmp_path / "killed", resume=True, lm=tiny_lm())
-    timing = {"seconds", "perf/rollout_seconds"}
-    assert {k: v for k, v in resumed.items() if k not in timing} == \
-        {k: v for k, v in straight.items() if k not in timing}
-    assert [r["iteration"] for r in read_jsonl(tmp_path / "killed" / "metrics.jsonl")] == [0, 1, 2, 3]
+    assert resumed.without_perf() == straight.without_perf()
+    assert [line.iteration for line in read_metrics(tmp_path / "killed")] == [0, 1, 2, 3]
     kept = sorted(p.name for p in (tmp_path / "killed" / "checkpoints").glob("iter_*"))
     assert kept == ["iter_2", "iter_4"]
 
@@ -140,9 +141,9 @@ def test_proximal_variant_clips_ratios_that_leave_the_band_and_moves_away_from_t
     and the learner is no longer the reference (k3 KL > 0). One epoch: rho = 1, nothing clipped."""
     ppo = train_llm(config("game.name=split", "train.epochs=4", "train.clip_eps=0.01", "train.lr=0.05",
                            "train.kl_coef=0.01"), tmp_path / "ppo", lm=tiny_lm())
-    assert ppo["clip_frac"] > 0.05 and ppo["kl"] > 1e-4
+    assert ppo.values["loss/clip_frac"] > 0.05 and ppo.values["loss/kl"] > 1e-4
     single = train_llm(config("game.name=split", "train.kl_coef=0.01"), tmp_path / "one", lm=tiny_lm())
-    assert single["clip_frac"] == 0.0 and single["kl"] == pytest.approx(0.0, abs=1e-7)
+    assert single.values["loss/clip_frac"] == 0.0 and single.values["loss/kl"] == pytest.approx(0.0, abs=1e-7)
 
 
 def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(tmp_path):
@@ -328,13 +329,13 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run_after_max_nonfin
     cfg = config("train.iterations=8", "train.max_nonfinite=3", "train.checkpoint_every=1")
 
     def poison_after_two(record):
-        poisoned["on"] = record["iteration"] >= 1
+        poisoned["on"] = record.iteration >= 1
 
     with pytest.raises(TrainingStopped, match=r"iteration 4: .*3 updates in a row.*resume point is iter_4"):
         train_llm(cfg, tmp_path, poison_after_two, lm=tiny_lm())
-    metrics = read_jsonl(tmp_path / "metrics.jsonl")
-    assert [r["nonfinite_steps"] for r in metrics] == [0, 0, 1, 2]
-    assert metrics[2]["loss"] is None and metrics[1]["loss"] is not None
+    metrics = [line.values for line in read_metrics(tmp_path)]
+    assert [m["loss/nonfinite_steps"] for m in metrics] == [0, 0, 1, 2]
+    assert metrics[2]["loss/policy"] is None and metrics[1]["loss/policy"] is not None
     # the skipped updates never reached the optimizer: the weights after iteration 1 are the last ones
     from safetensors.torch import load_file
 
@@ -368,5 +369,6 @@ def test_a_template_that_trims_history_stops_training_with_the_model_and_the_cau
 
 def test_truncated_and_wrapped_messages_are_logged(tmp_path):
     record = train_llm(config("game.name=trust_split", "agent.max_message_tokens=3"), tmp_path, lm=tiny_lm())
-    assert record["truncated"] > 0 and record["wrapped"] > 0 and record["template_resets"] == 0
-    assert read_jsonl(tmp_path / "metrics.jsonl")[0]["truncated"] == record["truncated"]
+    values = record.values
+    assert values["data/truncated"] > 0 and values["data/wrapped"] > 0 and values["data/template_resets"] == 0
+    assert read_metrics(tmp_path)[0].values["data/truncated"] == values["data/truncated"]

@@ -5,18 +5,18 @@ docs/reproduction.md ("LOLA and Advantage Alignment") lists the same runs over s
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 import yaml
 
+from detente.behaviour.matrix import play_tables
 from detente.games import make_game
 from detente.policies.tabular import STATES
-from detente.runs import read_jsonl
+from detente.runs import COPLAYER_POLICY_FILE, POLICY_FILE, read_metrics, read_policy
 from detente.train.lola import LolaConfig, exact_values, train_lola, update_directions
-from detente.train.tabular import payoff_tensor, play_tables
+from detente.train.tabular import payoff_tensor
 
 PD = make_game("ipd").payoffs  # type: ignore[attr-defined]
 R = payoff_tensor(PD).double()  # (2, 2, 2)
@@ -72,17 +72,17 @@ def test_train_lola_writes_config_metrics_and_both_tables(tmp_path: Path) -> Non
     config = LolaConfig(iterations=3, coplayer="naive")
     summary = train_lola(config, tmp_path, on_iteration=seen.append)
     assert LolaConfig.model_validate(yaml.safe_load((tmp_path / "config.yaml").read_text())) == config
-    records = read_jsonl(tmp_path / "metrics.jsonl")
-    assert records == seen and [r["iteration"] for r in records] == [0, 1, 2]
-    figures = {"perf/grad_norm", *(f"behaviour/coop_prob_{s}" for s in STATES)}
-    assert set(records[0]) == {"iteration", "reward/learner", "reward/coplayer", "perf/seconds", *figures,
-                               *(f"coplayer/{key}" for key in figures)}
-    for name in ("policy", "coplayer_policy"):
-        saved = json.loads((tmp_path / f"{name}.json").read_text())
-        assert saved["cooperate_prob"] == pytest.approx(list(summary[name].values()))
+    lines = read_metrics(tmp_path)
+    assert lines == seen and [line.iteration for line in lines] == [0, 1, 2]
+    figures = {"loss/grad_norm", *(f"policy/coop_prob_{s}" for s in STATES)}
+    expected = {"iteration", "reward/learner", "reward/coplayer", "perf/seconds", *figures,
+                *(f"coplayer/{key}" for key in figures)}
+    assert set(lines[0].to_json()) == expected
+    for name, file in (("policy", POLICY_FILE), ("coplayer_policy", COPLAYER_POLICY_FILE)):
+        assert read_policy(tmp_path, file).cooperate_prob == pytest.approx(list(summary[name].values()))
     prefix = {"policy": "", "coplayer_policy": "coplayer/"}
     for name, key in prefix.items():
-        assert [records[-1][f"{key}behaviour/coop_prob_{s}"] for s in STATES] == pytest.approx(
+        assert [lines[-1].values[f"{key}policy/coop_prob_{s}"] for s in STATES] == pytest.approx(
             list(summary[name].values()))
     assert len(summary["values"]) == 2 and set(summary["eval"]) == {"alld", "allc", "tft"}
 

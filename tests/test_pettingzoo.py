@@ -108,4 +108,4 @@ def test_matrix_games_carry_the_name_they_were_made_under(name: str) -> None:
     assert game.name == name
     assert DetenteParallelEnv(game).metadata["name"] == f"detente_{name}_v1"
     agents = {"tft": make_scripted("tft", game)}
-    assert cross_play(lambda: make_game(name), agents, 2).to_json()["game"] == name
+    assert cross_play(lambda: make_game(name), agents, 2).record.model_dump()["game"] == name

@@ -4,7 +4,6 @@ The browser test needs Debian's ``chromium`` and the ``playwright`` package
 (tests/browser.py). Without them it skips locally and fails under ``CI``.
 """
 
-import argparse
 import json
 import shutil
 
@@ -12,19 +11,19 @@ import pytest
 
 from browser import ARTIFACTS, BROWSER_ARGS, CHROMIUM, browser_or_skip, loaded
 from detente.agents import make_agents
-from detente.cli import UsageError
+from detente.cli import main
 from detente.config import load_config
-from detente.eval.report import (
+from detente.eval.tournament import cross_play
+from detente.games import make_game
+from detente.report import (
     ReportError,
-    add_report_command,
     curves_section,
     prepare_game,
     render_report,
     transcript_section,
     write_report,
 )
-from detente.eval.tournament import cross_play
-from detente.games import make_game
+from detente.runs import TranscriptLine, write_crossplay
 from detente.train.llm import train_llm
 from detente.train.tabular import train_tabular
 from tiny_model import tiny_lm
@@ -52,7 +51,7 @@ def folders(tmp_path_factory):
     train_tabular(load_config(None, ["train.iterations=20", "train.games_per_iteration=16"]), run)
     agents = make_agents([f"run:{run}", "tft", "alld", "allc"], make_game("ipd"))
     result = cross_play(lambda: make_game("ipd"), agents, 8)
-    (run / "matrix.json").write_text(json.dumps(result.to_json()))
+    write_crossplay(run, result.record, [])
     train_llm(load_config(None, LLM_FAST), llm, lm=tiny_lm())
     shutil.copytree(llm / "transcripts", run / "transcripts")
     game = json.loads((run / "transcripts" / "iter_0.jsonl").read_text().splitlines()[0])
@@ -146,8 +145,9 @@ def test_llm_run_curves_show_learner_and_coplayer_and_name_what_is_missing(folde
 
 
 def test_each_decision_gets_what_its_own_seat_was_shown_before_it(folders):
-    record = json.loads((folders["llm"] / "transcripts" / "iter_0.jsonl").read_text().splitlines()[0])
-    game = prepare_game(record)
+    line = (folders["llm"] / "transcripts" / "iter_0.jsonl").read_text().splitlines()[0]
+    record = json.loads(line)
+    game = prepare_game(TranscriptLine.model_validate_json(line))
     assert len(game["rounds"]) == 2 and game["chats"] == {} and game["after"] == {}
     for seat in (0, 1):
         chat = record["chats"][str(seat)]
@@ -185,12 +185,13 @@ def test_eval_transcripts_are_shown_as_the_cross_play_file(folders, tmp_path):
 
 def test_broken_files_are_skipped_with_a_note_not_a_crash(tmp_path):
     (tmp_path / "matrix.json").write_text('{"agents": ["a", "b"], "mean_reward": [[1.0]]}')
-    (tmp_path / "metrics.jsonl").write_text('{"iteration": 0, "reward_mean": 1.5}\nnot json\n')
+    (tmp_path / "metrics.jsonl").write_text('{"iteration": 0, "reward/learner": 1.5}\nnot json\n'
+                                            '{"iteration": 1, "reward_mean": 1.5}\n')
     (tmp_path / "transcripts").mkdir()
     (tmp_path / "transcripts" / "iter_0.jsonl").write_text('{"no": "decisions"}\n')
     html = render_report(tmp_path)
-    assert "matrix.json could not be read (mean_reward is not a 2 x 2 table" in html
-    assert "1 line(s) of metrics.jsonl are not JSON objects" in html
+    assert "matrix.json could not be read (game: Field required)" in html
+    assert "2 line(s) of metrics.jsonl could not be read" in html
     assert "1 transcript line(s) could not be read" in html and "The transcript files hold no games" in html
     assert html.count('class="plot"') == 1
 
@@ -203,14 +204,11 @@ def test_a_folder_with_none_of_the_files_is_a_clear_error(tmp_path):
         render_report(tmp_path / "missing")
 
 
-def test_report_command_writes_the_page_or_fails_with_one_line(folders, tmp_path):
-    parser = argparse.ArgumentParser(prog="detente")
-    add_report_command(parser.add_subparsers(dest="command", required=True))
+def test_report_command_writes_the_page_or_fails_with_one_line(folders, tmp_path, capsys):
     shutil.copy(folders["run"] / "matrix.json", tmp_path / "matrix.json")
     out = tmp_path / "page.html"
-    args = parser.parse_args(["report", str(tmp_path), "--out", str(out)])
-    args.func(args)
+    assert main(["report", str(tmp_path), "--out", str(out)]) == 0
     assert out.read_text().startswith("<!DOCTYPE html>")
-    args = parser.parse_args(["report", str(tmp_path / "nowhere")])
-    with pytest.raises(UsageError, match="nowhere is not a folder"):
-        args.func(args)
+    assert main(["report", str(tmp_path / "nowhere")]) == 2
+    err = capsys.readouterr().err.strip()
+    assert err.startswith("error: ") and err.endswith("nowhere is not a folder") and "\n" not in err

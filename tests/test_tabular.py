@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 import torch
 
+from detente.behaviour.matrix import play_tables
 from detente.config import RunConfig, load_config
 from detente.games import make_game
 from detente.games.ipd import COOPERATE, MatrixGame
@@ -24,13 +25,15 @@ from detente.policies.scripted.matrix import (
 )
 from detente.policies.tabular import STATES, TabularPolicy, joint_state, scripted_table
 from detente.rollout.play import play
-from detente.runs import read_jsonl
-from detente.train.tabular import payoff_tensor, play_tables, rollout, round_lengths, train_tabular
+from detente.runs import RunFileError, read_metrics, read_policy, read_run_info
+from detente.train.tabular import payoff_tensor, rollout, round_lengths, train_tabular
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
 PD = make_game("ipd").payoffs  # type: ignore[attr-defined]
-METRIC_KEYS = {"iteration", "reward_mean", "cooperation_rate", "mutual_cooperation_rate",
-               "retaliation_rate", "loss", "entropy", "grad_norm", "seconds"}
+BEHAVIOUR = ("cooperation_rate", "mutual_cooperation_rate", "retaliation_rate", "forgiveness_rate",
+             "first_move_cooperation_rate")
+METRIC_KEYS = {"iteration", "reward/learner", "reward/coplayer", *(f"behaviour/{b}" for b in BEHAVIOUR),
+               "loss/policy", "loss/entropy", "loss/grad_norm", "perf/seconds"}
 
 
 def config(**fields: object) -> RunConfig:
@@ -141,29 +144,29 @@ def test_tabular_policy_rejects_bad_tables(tmp_path: Path) -> None:
         TabularPolicy([0.5, 0.5])
     with pytest.raises(ValueError, match=r"in \[0, 1\]"):
         TabularPolicy([0.5, 0.5, 0.5, 0.5, 1.5])
-    with pytest.raises(FileNotFoundError, match=r"no policy\.json"):
-        TabularPolicy.load(tmp_path)
-    (tmp_path / "policy.json").write_text(json.dumps({"format": "other", "states": []}))
-    with pytest.raises(ValueError, match="expected format"):
-        TabularPolicy.load(tmp_path)
+    with pytest.raises(RunFileError, match=r"no policy\.json"):
+        read_policy(tmp_path)
+    wrong = {"format": "other", "game": "ipd", "cooperate_prob": [0.5] * 5, "logits": [0.0] * 5}
+    (tmp_path / "policy.json").write_text(json.dumps(wrong))
+    with pytest.raises(RunFileError, match="expected format"):
+        read_policy(tmp_path)
 
 
 # ---------------------------------------------------------------- the trainer
 def test_train_writes_metrics_policy_and_config(tmp_path: Path) -> None:
-    seen: list[dict] = []
+    seen: list = []
     summary = train_tabular(config(train={"iterations": 5}), tmp_path / "run", on_iteration=seen.append)
-    records = read_jsonl(tmp_path / "run" / "metrics.jsonl")
-    assert [r["iteration"] for r in records] == [0, 1, 2, 3, 4]
-    assert records == seen
-    assert set(records[0]) >= METRIC_KEYS
+    lines = read_metrics(tmp_path / "run")
+    assert [line.iteration for line in lines] == [0, 1, 2, 3, 4]
+    assert lines == seen
+    assert set(lines[0].to_json()) == METRIC_KEYS | {f"policy/coop_prob_{s}" for s in STATES}
     assert (tmp_path / "run" / "config.yaml").exists()
-    saved = json.loads((tmp_path / "run" / "policy.json").read_text())
-    assert saved["states"] == list(STATES)
-    assert saved["cooperate_prob"] == pytest.approx(list(summary["policy"].values()))
-    assert saved["cooperate_prob"] == pytest.approx(torch.sigmoid(torch.tensor(saved["logits"])).tolist())
-    loaded = TabularPolicy.load(tmp_path / "run")
-    assert loaded.cooperate_prob == pytest.approx(saved["cooperate_prob"])
-    assert loaded.name == "run"
+    info = read_run_info(tmp_path / "run")
+    assert (info.producer, info.game, info.game_version) == ("tabular", "ipd", 1) and info.tabular
+    saved = read_policy(tmp_path / "run")
+    assert saved.states == list(STATES)
+    assert saved.cooperate_prob == pytest.approx(list(summary["policy"].values()))
+    assert saved.cooperate_prob == pytest.approx(torch.sigmoid(torch.tensor(saved.logits)).tolist())
     assert set(summary["eval"]) == {"alld", "allc", "tft"}
 
 
@@ -206,8 +209,8 @@ def test_random_length_games_with_seed_groups(tmp_path: Path) -> None:
     summary = train_tabular(run, tmp_path)
     expected_rounds = sum(0.8**t for t in range(10))
     assert summary["play"]["reward"] == pytest.approx(summary["play"]["reward_per_round"] * expected_rounds)
-    for record in read_jsonl(tmp_path / "metrics.jsonl"):
-        assert 0.0 <= record["reward_mean"] <= 5.0
+    for line in read_metrics(tmp_path):
+        assert 0.0 <= line.values["reward/learner"] <= 5.0
 
 
 def test_naive_learner_defects_against_allc(tmp_path: Path) -> None:
@@ -239,7 +242,7 @@ def test_unknown_coplayer_is_rejected(tmp_path: Path) -> None:
 def test_naive_self_play_learns_to_defect(tmp_path: Path) -> None:
     summary = train_tabular(load_config(CONFIGS / "ipd_tabular_naive.yaml"), tmp_path)
     assert summary["play"]["cooperation_rate"] <= 0.10
-    assert read_jsonl(tmp_path / "metrics.jsonl")[-1]["cooperation_rate"] <= 0.10
+    assert read_metrics(tmp_path)[-1].values["behaviour/cooperation_rate"] <= 0.10
 
 
 def test_advantage_alignment_self_play_learns_reciprocity(tmp_path: Path) -> None:

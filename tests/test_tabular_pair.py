@@ -5,20 +5,21 @@ docs/reproduction.md ("Two learners") lists the shaping runs over seeds 0-19.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import torch
 
 from detente.config import RunConfig, load_config
-from detente.policies.tabular import STATES, TabularPolicy
-from detente.runs import read_jsonl
+from detente.policies.tabular import STATES
+from detente.runs import COPLAYER_POLICY_FILE, POLICY_FILE, read_metrics, read_policy, read_run_info
 from detente.train.tabular_pair import train_tabular_pair
 
 CONFIGS = Path(__file__).resolve().parent.parent / "configs"
-FIGURES = {"behaviour/cooperation_rate", "behaviour/retaliation_rate", "loss/policy", "perf/entropy",
-           "perf/grad_norm", *(f"behaviour/coop_prob_{s}" for s in STATES)}
+BEHAVIOUR = ("cooperation_rate", "mutual_cooperation_rate", "retaliation_rate", "forgiveness_rate",
+             "first_move_cooperation_rate")
+FIGURES = {*(f"behaviour/{b}" for b in BEHAVIOUR), "loss/policy", "loss/entropy", "loss/grad_norm",
+           *(f"policy/coop_prob_{s}" for s in STATES)}
 
 
 def config(**fields: object) -> RunConfig:
@@ -33,19 +34,19 @@ def test_pair_writes_both_configs_policies_and_figures(tmp_path: Path) -> None:
     a = config(train={"iterations": 4})
     b = config(credit={"algorithm": "naive"}, train={"lr": 0.3})
     summary = train_tabular_pair(a, b, tmp_path, on_iteration=seen.append)
-    records = read_jsonl(tmp_path / "metrics.jsonl")
-    assert records == seen and [r["iteration"] for r in records] == [0, 1, 2, 3]
-    expected = {"iteration", "reward/learner", "reward/coplayer", "behaviour/mutual_cooperation_rate",
-                "perf/seconds", *FIGURES, *(f"coplayer/{key}" for key in FIGURES)}
-    assert set(records[0]) == expected
+    lines = read_metrics(tmp_path)
+    assert lines == seen and [line.iteration for line in lines] == [0, 1, 2, 3]
+    expected = {"iteration", "reward/learner", "reward/coplayer", "perf/seconds", *FIGURES,
+                *(f"coplayer/{key}" for key in FIGURES)}
+    assert set(lines[0].to_json()) == expected
+    assert read_run_info(tmp_path).producer == "tabular_pair"
     assert load_config(tmp_path / "config.yaml") == a
     assert load_config(tmp_path / "coplayer_config.yaml") == b
-    for name, table in (("policy", "policy"), ("coplayer_policy", "coplayer_policy")):
-        saved = json.loads((tmp_path / f"{name}.json").read_text())
-        assert saved["cooperate_prob"] == pytest.approx(list(summary[table].values()))
-        assert saved["cooperate_prob"] == pytest.approx(torch.sigmoid(torch.tensor(saved["logits"])).tolist())
-    assert TabularPolicy.load(tmp_path).cooperate_prob == pytest.approx(list(summary["policy"].values()))
-    final = [records[-1][f"behaviour/coop_prob_{s}"] for s in STATES]
+    for name, table in ((POLICY_FILE, "policy"), (COPLAYER_POLICY_FILE, "coplayer_policy")):
+        saved = read_policy(tmp_path, name)
+        assert saved.cooperate_prob == pytest.approx(list(summary[table].values()))
+        assert saved.cooperate_prob == pytest.approx(torch.sigmoid(torch.tensor(saved.logits)).tolist())
+    final = [lines[-1].values[f"policy/coop_prob_{s}"] for s in STATES]
     assert final == pytest.approx(list(summary["policy"].values()))
     assert summary["play"]["reward"] == pytest.approx(summary["coplayer_play"]["other_reward"])
     assert set(summary["eval"]) == set(summary["coplayer_eval"]) == {"alld", "allc", "tft"}
@@ -62,8 +63,7 @@ def test_each_learner_follows_its_own_config(tmp_path: Path) -> None:
 def test_pair_is_reproducible_from_a_seed(tmp_path: Path) -> None:
     def tables(run: str, seed: int) -> tuple[list[float], list[float]]:
         train_tabular_pair(config(seed=seed, train={"iterations": 10}), config(seed=99), tmp_path / run)
-        return tuple(json.loads((tmp_path / run / f"{name}.json").read_text())["logits"]  # type: ignore[return-value]
-                     for name in ("policy", "coplayer_policy"))
+        return read_policy(tmp_path / run).logits, read_policy(tmp_path / run, COPLAYER_POLICY_FILE).logits
 
     assert tables("a", 3) == tables("b", 3)
     assert tables("a", 3) != tables("c", 4)

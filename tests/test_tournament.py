@@ -13,8 +13,9 @@ ZOO = ["tft", "alld", "allc", "grim", "wsls"]
 
 @pytest.fixture(scope="module")
 def result():
+    """The zoo's tournament, as matrix.json records it."""
     game = make_game("ipd")
-    return cross_play(lambda: make_game("ipd"), {n: make_scripted(n, game) for n in ZOO}, 20)
+    return cross_play(lambda: make_game("ipd"), {n: make_scripted(n, game) for n in ZOO}, 20).record
 
 
 def test_cells_are_the_row_agents_per_round_reward(result):
@@ -25,11 +26,11 @@ def test_cells_are_the_row_agents_per_round_reward(result):
     assert mean[i["alld"]][i["allc"]] == pytest.approx(5.0)
     assert mean[i["allc"]][i["alld"]] == pytest.approx(0.0)
     assert mean[i["tft"]][i["tft"]] == pytest.approx(3.0)
-    assert result.welfare[i["alld"]][i["tft"]] == pytest.approx(2.3)
+    assert result.stats.welfare[i["alld"]][i["tft"]] == pytest.approx(2.3)
 
 
 def test_reciprocators_beat_always_defect_in_the_round_robin(result):
-    average = dict(zip(ZOO, result.round_robin(), strict=True))
+    average = dict(zip(ZOO, result.stats.round_robin, strict=True))
     assert average["tft"] > average["alld"]
     assert average["grim"] > average["alld"]
 
@@ -37,35 +38,40 @@ def test_reciprocators_beat_always_defect_in_the_round_robin(result):
 def test_deterministic_pairings_have_zero_width_intervals_random_ones_do_not():
     game = make_game("ipd")
     agents = {"tft": make_scripted("tft", game), "random": make_scripted("random", game)}
-    result = cross_play(lambda: make_game("ipd"), agents, 50)
+    result = cross_play(lambda: make_game("ipd"), agents, 50).record
     assert result.ci95[0][0] == 0.0
     assert result.ci95[1][1] > 0.0
     assert 0.0 < result.mean_reward[1][1] < 5.0
 
 
 def test_behaviour_rates(result):
-    assert result.behaviour["tft"]["retaliation_rate"] == 1.0
-    assert result.behaviour["allc"]["cooperation_rate"] == 1.0
-    assert result.behaviour["allc"]["retaliation_rate"] == 0.0
-    assert result.behaviour["alld"]["cooperation_rate"] == 0.0
+    assert result.stats.behaviour["tft"]["retaliation_rate"] == 1.0
+    assert result.stats.behaviour["allc"]["cooperation_rate"] == 1.0
+    assert result.stats.behaviour["allc"]["retaliation_rate"] == 0.0
+    assert result.stats.behaviour["alld"]["cooperation_rate"] == 0.0
     # tit-for-tat's partners in this zoo never return to C after a D: no forgiveness data
-    assert result.behaviour["tft"]["forgiveness_rate"] is None
+    assert result.stats.behaviour["tft"]["forgiveness_rate"] is None
 
 
 def test_efficiency_is_realised_over_best_possible(result):
     # mutual cooperation gives 6 of a best possible 6 per round (3+3 beats 5+0)
-    assert result.efficiency[0][0] == pytest.approx(1.0)
-    assert result.efficiency[1][1] == pytest.approx(2 / 6)
-    assert not any(math.isnan(x) for row in result.efficiency for x in row)
+    assert result.stats.efficiency[0][0] == pytest.approx(1.0)
+    assert result.stats.efficiency[1][1] == pytest.approx(2 / 6)
+    assert not any(x is None or math.isnan(x) for row in result.stats.efficiency for x in row)
 
 
-def test_json_shape(result):
-    data = result.to_json()
-    assert set(data) == {"game", "agents", "mean_reward", "ci95", "games_per_pair", "stats"}
+def test_json_shape_and_round_trip(result, tmp_path):
+    from detente.runs import read_crossplay, write_crossplay
+
+    data = result.model_dump()
+    assert set(data) == {"game", "game_version", "agents", "mean_reward", "ci95", "games_per_pair", "stats"}
+    assert data["game"] == "ipd" and data["game_version"] == 1
     n = len(ZOO)
     assert data["agents"] == ZOO and data["games_per_pair"] == 20
     assert len(data["mean_reward"]) == n and all(len(row) == n for row in data["mean_reward"])
     assert len(data["ci95"]) == n and all(len(row) == n for row in data["ci95"])
+    write_crossplay(tmp_path, result, [])
+    assert read_crossplay(tmp_path) == result
 
 
 def test_first_games_of_every_pairing_are_kept_as_transcripts():
@@ -73,12 +79,11 @@ def test_first_games_of_every_pairing_are_kept_as_transcripts():
     agents = {n: make_scripted(n, game) for n in ("tft", "alld")}
     result = cross_play(lambda: make_game("ipd", n_rounds=3), agents, 4, seed=7, transcripts=2)
     # pairs (tft, tft), (tft, alld), (alld, alld); game k seats the pair's first agent in seat k mod 2
-    assert [line["players"] for line in result.transcripts] == [
+    assert [line.players for line in result.transcripts] == [
         ["tft", "tft"], ["tft", "tft"], ["tft", "alld"], ["alld", "tft"], ["alld", "alld"], ["alld", "alld"]]
-    assert [line["seed"] for line in result.transcripts] == [7, 8] * 3
+    assert [line.seed for line in result.transcripts] == [7, 8] * 3
     tft_vs_alld = result.transcripts[2]
-    assert [list(r) for r in tft_vs_alld["round_rewards"]] == [[0, 5], [1, 1], [1, 1]]
-    assert [(d["round"], d["seat"], d["raw"]) for d in tft_vs_alld["decisions"][:2]] == [
-        (0, 0, "<A>"), (0, 1, "<B>")]
-    assert tft_vs_alld["chats"] == {}  # scripted players keep no chat
-    assert "transcripts" not in result.to_json()
+    assert [list(r) for r in tft_vs_alld.round_rewards] == [[0, 5], [1, 1], [1, 1]]
+    assert [(d.round, d.seat, d.raw) for d in tft_vs_alld.decisions[:2]] == [(0, 0, "<A>"), (0, 1, "<B>")]
+    assert tft_vs_alld.chats == {}  # scripted players keep no chat
+    assert "transcripts" not in result.record.model_dump()

@@ -26,11 +26,21 @@ from detente.agent_spec import AgentSpec, parse_agent
 from detente.errors import ConfigError
 from detente.games import make_game
 from detente.games.base import Game
-from detente.games.ipd import MatrixGame
 from detente.policies.base import Policy
 from detente.policies.human import HumanPolicy
 from detente.policies.scripted import make_scripted
-from detente.runs import ADAPTER_DIR, CHECKPOINTS, CONFIG, checkpoint_dir, read_latest
+from detente.runs import (
+    ADAPTER_DIR,
+    CHECKPOINTS,
+    POLICY_FILE,
+    RUN_INFO,
+    RunFileError,
+    checkpoint_dir,
+    read_config,
+    read_latest,
+    read_policy,
+    read_run_info,
+)
 
 if TYPE_CHECKING:
     from detente.config import RunConfig
@@ -61,15 +71,13 @@ class AgentPool:
         raise ConfigError(f"{spec.text!r} names no agent of its own here (it is a training co-player)")
 
     def _run_agent(self, spec: AgentSpec) -> Policy:
-        config = run_config(spec.run_dir)
-        if config.agent.kind == "tabular":
+        if tabular_run(spec.run_dir):
             from detente.policies.tabular import TabularPolicy
 
-            policy: Policy = TabularPolicy.load(spec.run_dir)
-            policy.name = spec.text
-            return policy
+            return TabularPolicy(read_policy(spec.run_dir).cooperate_prob, name=spec.text)
         from detente.policies.llm import LLMPolicy
 
+        config = run_config(spec.run_dir)
         agent = config.agent
         lm = self._model(agent.model, config)
         adapter = f"agent-{len(lm.adapters)}"
@@ -121,6 +129,16 @@ def check_agent(spec: AgentSpec, game: Game, where: str = "") -> None:
 
 
 def _check_run(spec: AgentSpec, game: Game, say: str) -> None:
+    if tabular_run(spec.run_dir):
+        if spec.at is not None:
+            raise ConfigError(f"{say}{spec.text}: tabular runs keep only their final policy, no @iteration")
+        try:
+            trained_on = read_policy(spec.run_dir).game
+        except RunFileError as error:
+            raise ConfigError(f"{say}{spec.text}: {error}") from None
+        if trained_on != game.name:
+            raise ConfigError(f"{say}{spec.text} was trained on {trained_on!r}; it cannot play {game.name!r}")
+        return
     try:
         config = run_config(spec.run_dir)
     except ConfigError as error:
@@ -128,14 +146,6 @@ def _check_run(spec: AgentSpec, game: Game, say: str) -> None:
     if config.game.name != game.name:
         raise ConfigError(f"{say}{spec.text} was trained on {config.game.name!r}; "
                           f"it cannot play {game.name!r}")
-    if config.agent.kind == "tabular":
-        from detente.policies.tabular import POLICY_FILE
-
-        if spec.at is not None:
-            raise ConfigError(f"{say}{spec.text}: tabular runs keep only their final policy, no @iteration")
-        if not isinstance(game, MatrixGame) or not (spec.run_dir / POLICY_FILE).is_file():
-            raise ConfigError(f"{say}{spec.text}: no {POLICY_FILE} in {spec.run_dir} (an unfinished run?)")
-        return
     folder = checkpoint_folder(spec)
     if not (folder / ADAPTER_DIR).is_dir():
         kept = sorted(p.name for p in (spec.run_dir / CHECKPOINTS).glob("iter_*"))
@@ -165,7 +175,7 @@ def preflight(config: RunConfig, *, learner_model: bool = True) -> None:
         spec = parse_agent(name)
         check_agent(spec, game, where)
         if where == "coplayer" and spec.kind == "run" and config.agent.kind == "tabular" \
-                and run_config(spec.run_dir).agent.kind != "tabular":
+                and not tabular_run(spec.run_dir):
             raise ConfigError(f"coplayer: {spec.text} is an llm run; a tabular learner plays tabular runs")
 
 
@@ -184,12 +194,12 @@ def make_agent(name: str, game: Game, models: dict[str, LoRAModel] | None = None
 
 def run_config(run_dir: Path) -> RunConfig:
     """The config of the run in ``run_dir``; :class:`ConfigError` if it is no run folder."""
-    from detente.config import load_config
+    return read_config(run_dir)
 
-    config_path = Path(run_dir) / CONFIG
-    if not config_path.exists():
-        raise ConfigError(f"{run_dir} is not a run folder: {config_path} is missing")
-    try:
-        return load_config(config_path)
-    except ConfigError as error:
-        raise ConfigError(f"{config_path}: {error}") from None
+
+def tabular_run(run_dir: Path) -> bool:
+    """Whether ``run_dir`` holds a memory-1 table (``policy.json``) rather than an llm run: its
+    ``run.json`` says a tabular trainer made it, or (older runs) its config's agent is tabular."""
+    if (Path(run_dir) / RUN_INFO).is_file():
+        return read_run_info(run_dir).tabular
+    return (Path(run_dir) / POLICY_FILE).is_file()

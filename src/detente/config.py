@@ -355,5 +355,5 @@ def config_help(model: type[BaseModel], prefix: str = "") -> str:
     return "\n".join(lines) + "\n"
 
 
-def dump_config(config: RunConfig) -> str:
+def dump_config(config: BaseModel) -> str:
     return yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False)

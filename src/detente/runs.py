@@ -1,36 +1,46 @@
-"""A run on disk: ``runs/<name>/`` with config, metrics, checkpoints.
+"""A run on disk: the layout of run and eval folders, and a typed record for every file in them.
 
-Every write is atomic — written to a temporary file in the same folder,
-fsynced, then renamed over the target — so a run killed at any moment leaves
-either the old or the new file, never half of one. Temporary names start
-with :data:`TMP_PREFIX`; :func:`sweep_temp` removes the ones a kill left behind.
-``metrics.jsonl`` grows by appending one fsynced line per iteration; a kill
-during an append can leave a torn last line, which :func:`read_jsonl` with
-``tolerate_torn_tail`` drops (a resume rewrites the file without it).
+Everything that reads or writes a run folder goes through this module::
+
+    runs/<name>/
+      run.json                  RunInfo: detente's version, the game and its version
+      config.yaml               the RunConfig (read_config / write_config)
+      metrics.jsonl             one MetricsLine per iteration, appended (append_metrics)
+      checkpoints/latest.json   CheckpointPointer: the resume point (llm runs)
+      checkpoints/iter_N/       adapter/ (peft LoRA folder), state.pt, config.yaml
+      checkpoints/buffer/past-N opponent-buffer snapshots (peft LoRA folders)
+      policy.json               TabularPolicyFile (tabular runs; coplayer_policy.json for a pair's B)
+      matrix.json               CrossPlayRecord: a cross-play tournament
+      transcripts/iter_N.jsonl  TranscriptLine per sampled training game
+      transcripts/crossplay.jsonl  TranscriptLine per kept cross-play game
+      report.html, exploit.json, axelrod.json, tensorboard/
+
+Records are pydantic models: reading validates, so a reader gets typed values or a
+:class:`RunFileError` naming the file, never half-checked dictionaries. Adapter and optimizer
+files are the training backend's binary formats; this module names their paths. All writes are
+atomic (:mod:`detente.atomic`).
 """
 
 from __future__ import annotations
 
-import ctypes
-import ctypes.util
-import functools
 import json
-import os
-import shutil
-import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from detente import __version__
+from detente.atomic import append_line, read_lines, write_atomic
+from detente.config import RunConfig, dump_config, load_config
+from detente.errors import UserError
+from detente.games.base import Game
+from detente.policies.tabular import STATES, sigmoid
+
+RUN_INFO = "run.json"
 CONFIG = "config.yaml"
 METRICS = "metrics.jsonl"
 CHECKPOINTS = "checkpoints"
-MATRIX = "matrix.json"
-"""Cross-play result (:meth:`detente.eval.tournament.CrossPlay.to_json`) of a run or eval folder."""
-TRANSCRIPTS = "transcripts"
-"""Folder of transcript lines: ``iter_N.jsonl`` (training iteration N), ``crossplay.jsonl`` (an eval)."""
-CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
 LATEST = "latest.json"
 """``checkpoints/latest.json``: which checkpoint folder holds the resume state of an llm run."""
 ADAPTER_DIR = "adapter"
@@ -39,150 +49,361 @@ STATE_FILE = "state.pt"
 """An llm checkpoint's optimizer, RNG and buffer state: ``checkpoints/iter_N/state.pt``."""
 BUFFER_DIR = "buffer"
 """Opponent-buffer snapshots: ``checkpoints/buffer/past-N``."""
-TMP_PREFIX = ".detente-tmp."
-"""Every temporary file or folder detente writes starts with this."""
+POLICY_FILE = "policy.json"
+COPLAYER_POLICY_FILE = "coplayer_policy.json"
+COPLAYER_CONFIG = "coplayer_config.yaml"
+MATRIX = "matrix.json"
+TRANSCRIPTS = "transcripts"
+CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
+REPORT = "report.html"
+EXPLOIT = "exploit.json"
+AXELROD = "axelrod.json"
+TENSORBOARD = "tensorboard"
 
 
-def checkpoint_dir(run_dir: Path, iteration: int) -> Path:
-    """``checkpoints/iter_N``: the state after ``iteration`` iterations."""
-    return Path(run_dir) / CHECKPOINTS / f"iter_{iteration}"
+class RunFileError(UserError, ValueError):
+    """A run-folder file is missing or does not hold what its record says."""
 
 
-def read_latest(run_dir: Path) -> Path | None:
-    """The checkpoint folder ``checkpoints/latest.json`` points to, or None."""
-    pointer = Path(run_dir) / CHECKPOINTS / LATEST
-    if not pointer.exists():
-        return None
-    return pointer.parent / json.loads(pointer.read_text())["folder"]
+class Record(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
 
 
-def write_latest(run_dir: Path, iteration: int) -> None:
-    """Point ``checkpoints/latest.json`` at ``checkpoints/iter_<iteration>`` (atomic)."""
-    folder = checkpoint_dir(run_dir, iteration)
-    write_atomic(folder.parent / LATEST, json.dumps({"iteration": iteration, "folder": folder.name}))
-
-
-def write_atomic(path: Path, data: str | bytes) -> None:
-    """Replace ``path`` with ``data`` in one rename, after an fsync."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    mode = "wb" if isinstance(data, bytes) else "w"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f"{TMP_PREFIX}{path.name}.")
+def _parse(record: type[Record], path: Path, data: Any) -> Any:
     try:
-        with os.fdopen(fd, mode) as handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+        return record.model_validate(data)
+    except ValidationError as error:
+        first = error.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise RunFileError(f"{path}: {where + ': ' if where else ''}{first['msg']}") from None
 
 
-@contextmanager
-def atomic_dir(target: Path) -> Iterator[Path]:
-    """Yield an empty temporary sibling of ``target`` to fill; on success it replaces ``target``.
-
-    A new target is one rename. An existing one is swapped with the new folder in one atomic
-    exchange (Linux ``renameat2(RENAME_EXCHANGE)``), so ``target`` exists at every moment, then
-    the old copy is deleted. Where the exchange is unavailable the old folder is renamed aside
-    first and a kill in between leaves it there as a temporary (:func:`sweep_temp` removes it).
-    """
-    target.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.", dir=target.parent))
+def _read_json(path: Path) -> Any:
+    if not path.is_file():
+        raise RunFileError(f"{path} is missing")
     try:
-        yield tmp
-        for path in tmp.rglob("*"):
-            if path.is_file():
-                _fsync(path)
-        if not target.exists():
-            tmp.rename(target)
-        elif _exchange(tmp, target):
-            shutil.rmtree(tmp)  # now the old folder
-        else:
-            aside = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{target.name}.old.", dir=target.parent))
-            target.rename(aside / target.name)
-            tmp.rename(target)
-            shutil.rmtree(aside)
-    finally:
-        if tmp.exists():
-            shutil.rmtree(tmp, ignore_errors=True)
+        return json.loads(path.read_text())
+    except json.JSONDecodeError as error:
+        raise RunFileError(f"{path} is not JSON: {error}") from None
 
 
-_RENAME_EXCHANGE = 2
-_AT_FDCWD = -100
+# ---------------------------------------------------------------- run.json
+Producer = Literal["llm", "tabular", "tabular_pair", "lola", "eval"]
 
 
-@functools.cache
-def _renameat2() -> Any:
-    libc_name = ctypes.util.find_library("c")
-    return None if libc_name is None else getattr(ctypes.CDLL(libc_name, use_errno=True), "renameat2", None)
+class RunInfo(Record):
+    """What produced a run or eval folder: the trainer (or ``eval``), detente's version, the game and
+    its rules version. A folder whose producer is a tabular trainer holds its agent in ``policy.json``."""
+
+    producer: Producer
+    detente_version: str
+    game: str
+    game_version: int
+
+    @property
+    def tabular(self) -> bool:
+        return self.producer in ("tabular", "tabular_pair", "lola")
 
 
-def _exchange(a: Path, b: Path) -> bool:
-    """Atomically swap two paths (``renameat2`` with ``RENAME_EXCHANGE``); False if unsupported."""
-    renameat2 = _renameat2()
-    if renameat2 is None:
-        return False
-    return renameat2(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0
+def write_run_info(folder: Path, producer: Producer, game: Game) -> RunInfo:
+    info = RunInfo(producer=producer, detente_version=__version__, game=game.name, game_version=game.version)
+    write_atomic(Path(folder) / RUN_INFO, info.model_dump_json(indent=2) + "\n")
+    return info
 
 
-def _fsync(path: Path) -> None:
-    with open(path, "rb") as handle:
-        os.fsync(handle.fileno())
+def read_run_info(folder: Path) -> RunInfo:
+    path = Path(folder) / RUN_INFO
+    return _parse(RunInfo, path, _read_json(path))
 
 
-def append_jsonl(path: Path, record: dict[str, Any]) -> None:
-    """Append one JSON line and fsync it (a kill can tear only this last line)."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with open(path, "a") as handle:
-        handle.write(json.dumps(record, sort_keys=False) + "\n")
-        handle.flush()
-        os.fsync(handle.fileno())
+# ---------------------------------------------------------------- config.yaml
+def write_config(folder: Path, config: BaseModel, name: str = CONFIG) -> None:
+    """Write a run's config (a :class:`RunConfig`, or another trainer's own config model) as YAML."""
+    write_atomic(Path(folder) / name, dump_config(config))
 
 
-def read_jsonl(path: Path, *, tolerate_torn_tail: bool = False) -> list[dict[str, Any]]:
-    """The JSON lines of ``path`` ([] if it does not exist). ``tolerate_torn_tail`` drops a last line
-    that is not valid JSON or lacks its newline (an append cut short by a kill)."""
-    if not path.exists():
-        return []
-    text = path.read_text()
-    lines = text.splitlines()
-    if tolerate_torn_tail and lines and not text.endswith("\n"):
-        lines = lines[:-1]
-    records = []
-    for i, line in enumerate(lines):
-        if not line.strip():
-            continue
+def read_config(folder: Path, name: str = CONFIG) -> RunConfig:
+    """The run config in ``folder`` (a ConfigError, one line, if it is missing or wrong)."""
+    from detente.errors import ConfigError
+
+    path = Path(folder) / name
+    if not path.is_file():
+        raise ConfigError(f"{folder} is not a run folder: {path} is missing")
+    try:
+        return load_config(path)
+    except ConfigError as error:
+        raise ConfigError(f"{path}: {error}") from None
+
+
+def read_config_data(path: Path) -> dict[str, Any]:
+    """A config file as plain data, not validated (what a checkpoint was trained with); a
+    :class:`RunFileError` if it is not YAML."""
+    try:
+        data = yaml.safe_load(Path(path).read_text())
+    except yaml.YAMLError as error:
+        raise RunFileError(f"{path} is not YAML: {error}") from None
+    return data if isinstance(data, dict) else {}
+
+
+# ---------------------------------------------------------------- metrics.jsonl
+NAMESPACES = ("reward/", "behaviour/", "loss/", "data/", "policy/", "perf/", "coplayer/")
+"""Every metric name but ``iteration`` starts with one of these (the schema of both trainers):
+
+* ``reward/learner``, ``reward/coplayer``: mean unscaled reward per round;
+* ``behaviour/*``: the learner's behaviour figures (:mod:`detente.behaviour`);
+* ``loss/policy``, ``loss/kl``, ``loss/entropy``, ``loss/clip_frac``, ``loss/grad_norm``,
+  ``loss/nonfinite_steps``: the update;
+* ``data/*``: what the update was made of (terms, tokens, invalid rate, lost steps...);
+* ``policy/*``: a tabular policy's probabilities;
+* ``perf/*``: timings and run-shape facts (seconds, workers): they may differ between two runs
+  that are otherwise identical;
+* ``coplayer/<namespace>/*``: the same figures of a second learner trained alongside.
+"""
+
+
+class MetricsLine(Record):
+    """One line of ``metrics.jsonl``: an iteration and its namespaced figures."""
+
+    iteration: int = Field(ge=0)
+    values: dict[str, float | int | None]
+
+    @field_validator("values")
+    @classmethod
+    def _namespaced(cls, values: dict[str, Any]) -> dict[str, Any]:
+        bad = [key for key in values if not key.startswith(NAMESPACES)]
+        if bad:
+            raise ValueError(f"metric names must start with one of {', '.join(NAMESPACES)}; got {bad[:3]}")
+        return values
+
+    def to_json(self) -> dict[str, Any]:
+        return {"iteration": self.iteration, **self.values}
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any]) -> MetricsLine:
+        values = {k: v for k, v in data.items() if k != "iteration"}
+        return cls(iteration=data.get("iteration", -1), values=values)
+
+    def without_perf(self) -> dict[str, Any]:
+        """The line without ``perf/*`` figures: what two equal runs share."""
+        return {k: v for k, v in self.to_json().items() if not k.startswith("perf/")}
+
+
+def append_metrics(folder: Path, line: MetricsLine) -> None:
+    append_line(Path(folder) / METRICS, json.dumps(line.to_json()))
+
+
+def read_metrics(folder: Path, *, tolerate_torn_tail: bool = False) -> list[MetricsLine]:
+    """Every line of ``metrics.jsonl`` ([] without the file); ``tolerate_torn_tail`` drops a last line a
+    kill cut short."""
+    path = Path(folder) / METRICS
+    lines = read_lines(path, tolerate_torn_tail=tolerate_torn_tail)
+    out = []
+    for i, text in enumerate(lines):
         try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
+            data = json.loads(text)
+        except json.JSONDecodeError as error:
             if tolerate_torn_tail and i == len(lines) - 1:
                 break
-            raise
-    return records
+            raise RunFileError(f"{path} line {i + 1} is not JSON: {error}") from None
+        out.append(_parse(MetricsLine, path, {"iteration": data.get("iteration", -1),
+                                              "values": {k: v for k, v in data.items() if k != "iteration"}}))
+    return out
 
 
-def sweep_temp(folder: Path) -> list[Path]:
-    """Delete every temporary file or folder a killed write left under ``folder``; return them."""
-    found = sorted(Path(folder).rglob(f"{TMP_PREFIX}*"), key=lambda p: len(p.parts))
-    removed = []
-    for path in found:
-        if not path.exists() and not path.is_symlink():
-            continue  # inside a temporary folder removed already
-        if path.is_dir() and not path.is_symlink():
-            shutil.rmtree(path)
-        else:
-            path.unlink()
-        removed.append(path)
-    return removed
+def scan_metrics(folder: Path) -> tuple[list[MetricsLine], int]:
+    """The readable lines of ``metrics.jsonl`` and how many were not a metrics line (for a report)."""
+    lines, bad = [], 0
+    for text in read_lines(Path(folder) / METRICS):
+        try:
+            data = json.loads(text)
+            lines.append(MetricsLine.from_json(data))
+        except (json.JSONDecodeError, ValidationError, AttributeError):
+            bad += 1
+    return lines, bad
 
 
-def fresh_dir(folder: Path) -> None:
-    """Make ``folder`` an empty folder: an existing one is first renamed aside (atomic), then deleted,
-    so nothing of an old run (checkpoints, buffer, transcripts) survives into a new one."""
-    folder = Path(folder)
-    if folder.exists():
-        aside = Path(tempfile.mkdtemp(prefix=f"{TMP_PREFIX}{folder.name}.old.", dir=folder.parent))
-        folder.rename(aside / folder.name)
-        shutil.rmtree(aside)
-    folder.mkdir(parents=True)
+def write_metrics(folder: Path, lines: list[MetricsLine]) -> None:
+    """Replace ``metrics.jsonl`` with ``lines`` (a fresh run: none; a resume: those it keeps)."""
+    write_atomic(Path(folder) / METRICS, "".join(json.dumps(line.to_json()) + "\n" for line in lines))
+
+
+# ---------------------------------------------------------------- checkpoints
+class CheckpointPointer(Record):
+    """``checkpoints/latest.json``: the resume point is ``checkpoints/<folder>``."""
+
+    iteration: int = Field(ge=0)
+    folder: str
+
+
+def checkpoint_dir(folder: Path, iteration: int) -> Path:
+    """``checkpoints/iter_N``: the state after ``iteration`` iterations."""
+    return Path(folder) / CHECKPOINTS / f"iter_{iteration}"
+
+
+def write_latest(folder: Path, iteration: int) -> None:
+    """Point ``checkpoints/latest.json`` at ``checkpoints/iter_<iteration>`` (atomic)."""
+    pointer = CheckpointPointer(iteration=iteration, folder=checkpoint_dir(folder, iteration).name)
+    write_atomic(Path(folder) / CHECKPOINTS / LATEST, pointer.model_dump_json())
+
+
+def read_latest(folder: Path) -> Path | None:
+    """The checkpoint folder ``checkpoints/latest.json`` points to, or None."""
+    path = Path(folder) / CHECKPOINTS / LATEST
+    if not path.exists():
+        return None
+    pointer = _parse(CheckpointPointer, path, _read_json(path))
+    return path.parent / pointer.folder
+
+
+# ---------------------------------------------------------------- policy.json (tabular)
+TABULAR_FORMAT = "detente.tabular.memory1/1"
+
+
+class TabularPolicyFile(Record):
+    """A memory-1 table: P(cooperate) per state, and the logits it came from."""
+
+    format: str = TABULAR_FORMAT
+    game: str
+    states: list[str] = Field(default_factory=lambda: list(STATES))
+    cooperate_prob: list[float]
+    logits: list[float]
+
+    @field_validator("cooperate_prob")
+    @classmethod
+    def _probabilities(cls, values: list[float]) -> list[float]:
+        if len(values) != len(STATES) or not all(0.0 <= p <= 1.0 for p in values):
+            raise ValueError(f"need {len(STATES)} probabilities in [0, 1], got {values}")
+        return values
+
+    @field_validator("format")
+    @classmethod
+    def _format(cls, value: str) -> str:
+        if value != TABULAR_FORMAT:
+            raise ValueError(f"expected format {TABULAR_FORMAT!r}, got {value!r}")
+        return value
+
+    @classmethod
+    def from_logits(cls, logits: list[float], game: str) -> TabularPolicyFile:
+        return cls(game=game, cooperate_prob=[sigmoid(x) for x in logits], logits=list(logits))
+
+
+def write_policy(folder: Path, policy: TabularPolicyFile, name: str = POLICY_FILE) -> None:
+    write_atomic(Path(folder) / name, policy.model_dump_json(indent=2) + "\n")
+
+
+def read_policy(folder: Path, name: str = POLICY_FILE) -> TabularPolicyFile:
+    path = Path(folder) / name
+    if not path.is_file():
+        raise RunFileError(f"no {name} in {folder}: not a finished tabular training run")
+    return _parse(TabularPolicyFile, path, _read_json(path))
+
+
+# ---------------------------------------------------------------- matrix.json
+Figures = dict[str, float | None]
+
+
+class CrossPlayStats(Record):
+    welfare: list[list[float]]
+    """Mean per-round total reward of both players in each pairing."""
+    efficiency: list[list[float | None]]
+    """Realised total / best possible total of each pairing's games (None: no best total)."""
+    round_robin: list[float]
+    """Each row agent's mean reward per round, averaged over all columns."""
+    invalid_rate: list[float]
+    behaviour: dict[str, Figures] = Field(default_factory=dict)
+    """Each agent's behaviour figures over all its games (:mod:`detente.behaviour`)."""
+
+
+class CrossPlayRecord(Record):
+    """``matrix.json``: a cross-play tournament (:func:`detente.eval.tournament.cross_play`)."""
+
+    game: str
+    game_version: int | None = None
+    agents: list[str]
+    games_per_pair: int
+    mean_reward: list[list[float]]
+    """``mean_reward[i][j]``: mean per-round reward of agent i against agent j."""
+    ci95: list[list[float]]
+    """Half-width of the normal 95% interval of each cell."""
+    stats: CrossPlayStats
+
+    def index(self, agent: str) -> int:
+        return self.agents.index(agent)
+
+
+def write_crossplay(folder: Path, record: CrossPlayRecord, transcripts: list[TranscriptLine]) -> None:
+    """``matrix.json`` and, if any games were kept, ``transcripts/crossplay.jsonl``."""
+    write_atomic(Path(folder) / MATRIX, record.model_dump_json(indent=2) + "\n")
+    if transcripts:
+        write_transcripts(Path(folder) / CROSSPLAY_TRANSCRIPTS, transcripts)
+
+
+def write_result(folder: Path, name: str, data: dict[str, Any]) -> Path:
+    """A result file of a command (``exploit.json``, ``axelrod.json``): JSON, atomic."""
+    path = Path(folder) / name
+    write_atomic(path, json.dumps(data, indent=2) + "\n")
+    return path
+
+
+def read_crossplay(folder: Path) -> CrossPlayRecord:
+    path = Path(folder) / MATRIX
+    return _parse(CrossPlayRecord, path, _read_json(path))
+
+
+# ---------------------------------------------------------------- transcripts
+class DecisionLine(Record):
+    round: int
+    seat: int
+    raw: str
+    valid: bool
+
+
+class TranscriptLine(Record):
+    """One game as the report shows it: players, per-round rewards, decisions, each seat's chat."""
+
+    slot: int
+    players: list[str]
+    round_rewards: list[tuple[float, float]]
+    decisions: list[DecisionLine]
+    chats: dict[int, list[dict[str, str]]] = Field(default_factory=dict)
+    """Seat -> the role/content messages of the chat it kept (language-model players only)."""
+    iteration: int | None = None
+    seed: int | None = None
+    trained_seats: list[int] = Field(default_factory=list)
+
+
+def transcript_path(folder: Path, iteration: int) -> Path:
+    return Path(folder) / TRANSCRIPTS / f"iter_{iteration}.jsonl"
+
+
+def transcript_files(folder: Path) -> list[Path]:
+    """The transcript files of a run or eval folder: iterations in order, then cross-play."""
+    directory = Path(folder) / TRANSCRIPTS
+    if not directory.is_dir():
+        return []
+    iterations = sorted((p for p in directory.glob("iter_*.jsonl") if transcript_iteration(p) is not None),
+                        key=lambda p: transcript_iteration(p) or 0)
+    crossplay = Path(folder) / CROSSPLAY_TRANSCRIPTS
+    return iterations + ([crossplay] if crossplay.is_file() else [])
+
+
+def transcript_iteration(path: Path) -> int | None:
+    """N of ``iter_N.jsonl``; None for other files (``crossplay.jsonl``)."""
+    stem = path.name.removesuffix(".jsonl")
+    number = stem.removeprefix("iter_")
+    return int(number) if stem.startswith("iter_") and number.isdigit() else None
+
+
+def write_transcripts(path: Path, lines: list[TranscriptLine]) -> None:
+    write_atomic(path, "".join(line.model_dump_json() + "\n" for line in lines))
+
+
+def read_transcripts(path: Path) -> tuple[list[TranscriptLine], int]:
+    """The games of a transcript file, and how many lines were not one (skipped)."""
+    games, bad = [], 0
+    for text in read_lines(path):
+        try:
+            games.append(TranscriptLine.model_validate_json(text))
+        except ValidationError:
+            bad += 1
+    return games, bad

@@ -63,9 +63,7 @@ repetitions (Axelrod's deterministic cache).
 
 from __future__ import annotations
 
-import argparse
 import difflib
-import json
 import math
 import random
 import re
@@ -73,18 +71,17 @@ import statistics
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
 
 import axelrod as axl
-from rich.markup import escape
-from rich.table import Table
 
+from detente.agents import make_agent
+from detente.errors import ConfigError
+from detente.games import make_game
 from detente.games.base import Choice, Seat, other
 from detente.games.ipd import COOPERATE, DEFECT, MatrixGame, PayoffTable
 from detente.policies.base import Decision, Policy
 from detente.rollout.play import DecisionRecord, decide
-from detente.runs import write_atomic
 
 DEFAULT_STRATEGIES: tuple[str, ...] = (
     "Cooperator", "Defector", "Random", "TitForTat", "Grudger", "FirstByShubik", "FirstByJoss",
@@ -94,7 +91,6 @@ Axelrod's first tournament (1980); Cooperator and Defector are the two extremes.
 DEFAULT_TURNS = 200
 """Turns per match: Axelrod's default (and the length of his first tournament's matches)."""
 DEFAULT_REPETITIONS = 10
-RESULT_FILE = "axelrod.json"
 UNKNOWN_LENGTH = 10**9
 """``n_rounds`` of the mirror game when the match length is not known (``prob_end`` matches)."""
 
@@ -241,11 +237,11 @@ def resolve_strategy(name: str) -> axl.Player:
         close = difflib.get_close_matches(name, names, n=5, cutoff=0.5)
         close += [n for n in names if _key(name) and _key(name) in _key(n) and n not in close][:5]
         hint = f"; did you mean {', '.join(close)}?" if close else ""
-        raise ValueError(f"unknown Axelrod strategy {name!r}{hint} "
+        raise ConfigError(f"unknown Axelrod strategy {name!r}{hint} "
                          f"(any class in axelrod.strategies, {len(names)} in all)")
     player = cls()
     if not axl.Classifiers.obey_axelrod(player):
-        raise ValueError(f"Axelrod strategy {name!r} ({player.name}) inspects or manipulates its "
+        raise ConfigError(f"Axelrod strategy {name!r} ({player.name}) inspects or manipulates its "
                          "opponent's source or state; it cannot play a detente agent")
     return player
 
@@ -320,26 +316,20 @@ def axelrod_tournament(
     or strategy, a repeated strategy, or bad ``turns`` / ``repetitions``.
     """
     if turns < 1 or repetitions < 1:
-        raise ValueError(f"turns and repetitions must be >= 1, got {turns} and {repetitions}")
+        raise ConfigError(f"turns and repetitions must be >= 1, got {turns} and {repetitions}")
     names = list(DEFAULT_STRATEGIES if strategies is None else strategies)
     if not names:
-        raise ValueError("name at least one Axelrod strategy")
+        raise ConfigError("name at least one Axelrod strategy")
     opponents = [resolve_strategy(n) for n in names]
     shown = [str(p) for p in opponents]
     repeated = sorted({s for s in shown if shown.count(s) > 1})
     if repeated:
-        raise ValueError(f"each Axelrod strategy may be named only once: {', '.join(repeated)}")
-    if isinstance(agent, str):
-        from detente.agents import make_agent
-        from detente.games import make_game
-
-        policy = make_agent(agent, make_game("ipd"))
-    else:
-        policy = agent
+        raise ConfigError(f"each Axelrod strategy may be named only once: {', '.join(repeated)}")
+    policy = make_agent(agent, make_game("ipd")) if isinstance(agent, str) else agent
     stats: Counter[str] = Counter()
     player = DetentePlayer(policy, stats=stats)
     if player.name in shown:
-        raise ValueError(f"the detente agent's name {player.name!r} is also an Axelrod strategy's")
+        raise ConfigError(f"the detente agent's name {player.name!r} is also an Axelrod strategy's")
     players = [*opponents, player]  # last: a tie in score never ranks the detente agent higher
     results = axl.Tournament(players, turns=turns, repetitions=repetitions, seed=seed).play(
         processes=None, progress_bar=False)  # None: serial, in this process
@@ -359,53 +349,3 @@ def axelrod_tournament(
         standings=standings, strategies=names, turns=turns, repetitions=repetitions, seed=seed,
         decisions=stats["decisions"], invalid=stats["invalid"],
     )
-
-
-# ---------------------------------------------------------------- command line
-def cmd_eval_axelrod(args: argparse.Namespace) -> None:
-    """``detente eval --axelrod``: one detente agent in an Axelrod round robin; prints its rank."""
-    from detente.cli import UsageError, console
-    from detente.models import ModelNotFound
-
-    agents = [a.strip() for a in args.agents.split(",") if a.strip()]
-    if len(agents) != 1:
-        raise UsageError(f"--axelrod plays exactly one detente agent against Axelrod's strategies; "
-                         f"--agents names {len(agents)}")
-    if args.game != "ipd":
-        raise UsageError(f"--axelrod plays the iterated prisoner's dilemma (--game ipd), not {args.game!r}")
-    if args.param:
-        raise UsageError("--param does not apply with --axelrod: the match length is --turns and the "
-                         "payoffs are Axelrod's (R, P, S, T = 3, 1, 0, 5, the same as detente's ipd)")
-    strategies = None
-    if args.axelrod_strategies is not None:
-        strategies = [s.strip() for s in args.axelrod_strategies.split(",") if s.strip()]
-    turns = DEFAULT_TURNS if args.turns is None else args.turns
-    repetitions = DEFAULT_REPETITIONS if args.repetitions is None else args.repetitions
-    shown = ", ".join(strategies if strategies is not None else DEFAULT_STRATEGIES)
-    console.print(f"[bold]detente eval --axelrod[/] {escape(agents[0])} against {escape(shown)}: "
-                  f"{turns} turns, {repetitions} repetitions, seed {args.seed}", highlight=False)
-    try:
-        result = axelrod_tournament(agents[0], strategies, turns, repetitions, args.seed)
-    except (TypeError, ValueError, FileNotFoundError, ModelNotFound) as error:
-        raise UsageError(str(error)) from None
-    console.print(axelrod_table(result))
-    console.print(f"[bold]{escape(result.agent)}: rank {result.rank} of {result.n_players}[/]"
-                  + (f" ({result.invalid} invalid replies of {result.decisions})" if result.invalid else ""),
-                  highlight=False, soft_wrap=True)
-    if args.out:
-        path = Path(args.out) / RESULT_FILE
-        write_atomic(path, json.dumps(result.to_json(), indent=2) + "\n")
-        console.print(f"wrote {path}", highlight=False, soft_wrap=True)
-
-
-def axelrod_table(result: AxelrodResult) -> Table:
-    """A rich table of the ranking, the detente agent's row in bold."""
-    table = Table(title=f"Axelrod round robin: {result.turns} turns, {result.repetitions} repetitions, "
-                        f"seed {result.seed}; score = mean payoff per turn")
-    for column in ("rank", "player", "median score", "mean score", "cooperation", "wins"):
-        table.add_column(column, justify="left" if column == "player" else "right")
-    for s in result.standings:
-        table.add_row(str(s.rank), escape(s.name), f"{s.median_score:.3f}", f"{s.mean_score:.3f}",
-                      f"{s.cooperation_rate:.2f}", f"{s.wins:g}",
-                      style="bold" if s.name == result.agent else None)
-    return table

@@ -13,54 +13,24 @@ from __future__ import annotations
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
-from detente.eval.stats import Counter, behaviour
+from detente.behaviour import Figures, behaviour
+from detente.behaviour.figures import Rate
 from detente.games.base import Game, Seat
 from detente.policies.base import Policy
 from detente.rollout.play import Episode, play, transcript
+from detente.runs import CrossPlayRecord, CrossPlayStats, TranscriptLine
 
 Z95 = 1.96
 
 
 @dataclass
 class CrossPlay:
-    """The result of a tournament; ``to_json()`` is what ``matrix.json`` holds."""
+    """The result of a tournament: what ``matrix.json`` holds, and the games kept as transcripts."""
 
-    game: str
-    agents: list[str]
-    games_per_pair: int
-    mean_reward: list[list[float]]
-    ci95: list[list[float]]
-    welfare: list[list[float]]
-    """Mean per-round total reward of both players in the pairing."""
-    efficiency: list[list[float]]
-    """Realised total / best possible total of the pairing's games."""
-    invalid_rate: list[float]
-    behaviour: dict[str, dict[str, float | None]] = field(default_factory=dict)
-    transcripts: list[dict[str, Any]] = field(default_factory=list)
-    """The first games of every pairing as transcript lines (:func:`detente.rollout.play.transcript`);
-    not part of ``to_json()``."""
-
-    def round_robin(self) -> list[float]:
-        """Each row agent's mean reward per round, averaged over all columns."""
-        return [sum(row) / len(row) for row in self.mean_reward]
-
-    def to_json(self) -> dict[str, Any]:
-        return {
-            "game": self.game,
-            "agents": self.agents,
-            "mean_reward": self.mean_reward,
-            "ci95": self.ci95,
-            "games_per_pair": self.games_per_pair,
-            "stats": {
-                "welfare": self.welfare,
-                "efficiency": self.efficiency,
-                "round_robin": self.round_robin(),
-                "invalid_rate": self.invalid_rate,
-                "behaviour": self.behaviour,
-            },
-        }
+    record: CrossPlayRecord
+    transcripts: list[TranscriptLine] = field(default_factory=list)
+    """The first games of every pairing (:func:`detente.rollout.play.transcript`)."""
 
 
 def cross_play(
@@ -81,8 +51,8 @@ def cross_play(
     n = len(names)
     cells = [[_Cell() for _ in range(n)] for _ in range(n)]
     seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]
-    invalid = [Counter() for _ in range(n)]  # per agent: hits = invalid decisions
-    lines: list[dict[str, Any]] = []
+    invalid = [Rate() for _ in range(n)]  # per agent: hits = invalid decisions
+    lines: list[TranscriptLine] = []
 
     for i in range(n):
         for j in range(i, n):
@@ -105,17 +75,20 @@ def cross_play(
             if on_pair_done is not None:
                 on_pair_done()
 
-    result = CrossPlay(
-        game=make_game().name, agents=names, games_per_pair=games_per_pair,
-        mean_reward=[[c.mean for c in row] for row in cells],
-        ci95=[[c.ci95 for c in row] for row in cells],
-        welfare=[[c.total / c.rounds for c in row] for row in cells],
-        efficiency=[[c.total / c.best if c.best else math.nan for c in row] for row in cells],
-        invalid_rate=[c.rate or 0.0 for c in invalid],
+    mean_reward = [[c.mean for c in row] for row in cells]
+    probe = make_game()
+    record = CrossPlayRecord(
+        game=probe.name, game_version=probe.version, agents=names, games_per_pair=games_per_pair,
+        mean_reward=mean_reward, ci95=[[c.ci95 for c in row] for row in cells],
+        stats=CrossPlayStats(
+            welfare=[[c.total / c.rounds for c in row] for row in cells],
+            efficiency=[[c.total / c.best if c.best else None for c in row] for row in cells],
+            round_robin=[sum(row) / len(row) for row in mean_reward],
+            invalid_rate=[c.value or 0.0 for c in invalid],
+            behaviour=_behaviour(names, seat_games),
+        ),
     )
-    result.behaviour = _behaviour(names, seat_games)
-    result.transcripts = lines
-    return result
+    return CrossPlay(record, lines)
 
 
 def play_pair(
@@ -164,8 +137,6 @@ class _Cell:
         return mean_ci95(self.per_round)[1]
 
 
-def _behaviour(
-    names: Sequence[str], seat_games: list[list[tuple[Game, Seat]]]
-) -> dict[str, dict[str, float | None]]:
-    """Each agent's behaviour figures over all its games (:func:`detente.eval.stats.behaviour`)."""
+def _behaviour(names: Sequence[str], seat_games: list[list[tuple[Game, Seat]]]) -> dict[str, Figures]:
+    """Each agent's behaviour figures over all its games (:func:`detente.behaviour.behaviour`)."""
     return {name: behaviour(games) for name, games in zip(names, seat_games, strict=True) if games}

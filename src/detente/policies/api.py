@@ -44,7 +44,7 @@ client (``pip install 'detente[api]'``).
   the sha256 of the canonical JSON of (model, base URL, messages,
   temperature, max_tokens, seed); a request whose ``k`` is stored is
   answered from disk and not sent. Failed requests are not stored. Writes
-  are atomic (:func:`detente.runs.write_atomic`). Default folder
+  are atomic (:func:`detente.atomic.write_atomic`). Default folder
   ``detente.models.cache_root() / "api"``; ``cache=False`` turns it off.
 """
 
@@ -62,11 +62,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from detente.atomic import write_atomic
 from detente.games.base import Seat
 from detente.models import cache_root
 from detente.policies.base import Decision, Policy
 from detente.policies.chat import user_turn
-from detente.runs import write_atomic
 
 try:
     import openai

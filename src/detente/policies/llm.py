@@ -43,7 +43,7 @@ layer) with exact sampling over legal actions instead of free text + parsing.
   instead of silently drawing option 0.
 
 Several policies can share one :class:`~detente.policies.llm_backend.LoRAModel`
-(one copy of the base weights): ``lm.policy("learner")``, ``lm.policy(None)``
+(one copy of the base weights): ``LLMPolicy(lm, "learner")``, ``LLMPolicy(lm, None)``
 for the reference model, ``policy.with_adapter("past-10")``.
 """
 

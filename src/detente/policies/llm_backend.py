@@ -30,14 +30,11 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import torch
 
-from detente.runs import atomic_dir
-
-if TYPE_CHECKING:
-    from detente.policies.llm import LLMPolicy
+from detente.atomic import atomic_dir
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +47,8 @@ ADAPTER_WEIGHTS = "adapter_model.safetensors"
 class LoRAModel:
     """A base causal LM + tokenizer + named LoRA adapters; one copy of the base weights.
 
-    Policies are light views on it (:meth:`policy`): each acts with one adapter
-    or with the adapters off.
+    Policies are light views on it (:class:`detente.policies.llm.LLMPolicy`): each acts with one
+    adapter or with the adapters off.
     """
 
     def __init__(
@@ -271,13 +268,6 @@ class LoRAModel:
                 owner = next((a for a in self.adapters if f".{a}." in param_name), "base")
             sizes[owner] += param.numel() * param.element_size()
         return sizes
-
-    # -- policies ---------------------------------------------------------
-    def policy(self, adapter: str | None = None, **options: Any) -> LLMPolicy:
-        """A policy acting with ``adapter`` (None: the base / reference model); see :class:`LLMPolicy`."""
-        from detente.policies.llm import LLMPolicy
-
-        return LLMPolicy(self, adapter, **options)
 
     def __repr__(self) -> str:
         name = getattr(self.base.config, "_name_or_path", type(self.base).__name__)

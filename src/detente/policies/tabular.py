@@ -8,34 +8,35 @@ own side (own move first). ``C`` is action 0 (``<A>``, cooperate in the IPD),
     index  0      1    2    3    4
     state  first  CC   CD   DC   DD
 
-This file holds the table format (:data:`STATES`, :func:`joint_state`), the
+This file holds the table layout (:data:`STATES`, :func:`joint_state`), the
 memory-1 tables of the scripted IPD zoo (:func:`scripted_table`) and
 :class:`TabularPolicy`, which plays a table through the game API — how
-``detente eval --agents run:DIR`` uses an agent trained by
-:mod:`detente.train.tabular`. Memory-1 strategies: Press and Dyson, PNAS 2012;
-Nowak and Sigmund, Nature 1993.
+``detente eval --agents run:DIR`` plays an agent trained by
+:mod:`detente.train.tabular` (its ``policy.json``:
+:class:`detente.runs.TabularPolicyFile`). Memory-1 strategies: Press and
+Dyson, PNAS 2012; Nowak and Sigmund, Nature 1993.
 """
 
 from __future__ import annotations
 
-import json
 import math
 from collections.abc import Sequence
-from pathlib import Path
-from typing import Any, TypeVar
+from typing import TypeVar
 
 from detente.games.ipd import COOPERATE, DEFECT, MOVES, MatrixView
 from detente.policies.base import Decision, Policy
 from detente.policies.scripted.matrix import GenerousTitForTat, RandomMove
-from detente.runs import write_atomic
 
 STATES: tuple[str, ...] = ("first", "CC", "CD", "DC", "DD")
 """State names in table order; ``XY`` = own last move X, other's last move Y."""
 FIRST = 0
-POLICY_FILE = "policy.json"
-FORMAT = "detente.tabular.memory1/1"
 
 Index = TypeVar("Index")
+
+
+def sigmoid(x: float) -> float:
+    """``1 / (1 + exp(-x))``, written so that no ``x`` overflows: a logit's probability."""
+    return 0.5 * (1.0 + math.tanh(x / 2))
 
 
 def joint_state(own: Index, other: Index) -> Index:
@@ -96,34 +97,3 @@ class TabularPolicy(Policy):
             raise ValueError(f"a tabular policy plays 2x2 matrix games, not {decision.game.name!r}")
         state = joint_state(view.own[-1], view.other[-1]) if view.own else FIRST
         return COOPERATE if decision.rng.random() < self.cooperate_prob[state] else DEFECT
-
-    @classmethod
-    def load(cls, run_dir: Path) -> TabularPolicy:
-        """The policy saved by a tabular training run in ``run_dir/policy.json``, named after the folder."""
-        path = Path(run_dir) / POLICY_FILE
-        if not path.is_file():
-            raise FileNotFoundError(f"no {POLICY_FILE} in {run_dir}: not a finished tabular training run "
-                                    "(detente.train.tabular writes it at the end)")
-        data = json.loads(path.read_text())
-        if data.get("format") != FORMAT or data.get("states") != list(STATES):
-            raise ValueError(f"{path}: expected format {FORMAT!r} with states {list(STATES)}, got format "
-                             f"{data.get('format')!r} with states {data.get('states')}")
-        return cls(data["cooperate_prob"], name=Path(run_dir).name)
-
-
-def policy_record(logits: Sequence[float], game: str) -> dict[str, Any]:
-    """The JSON content of ``policy.json`` for cooperation ``logits`` (5,) trained on ``game``."""
-    if len(logits) != len(STATES):
-        raise ValueError(f"need {len(STATES)} logits, got {len(logits)}")
-    return {
-        "format": FORMAT,
-        "game": game,
-        "states": list(STATES),
-        "cooperate_prob": [0.5 * (1.0 + math.tanh(x / 2)) for x in logits],  # sigmoid, overflow-free
-        "logits": list(logits),
-    }
-
-
-def save_policy(path: Path, logits: Sequence[float], game: str) -> None:
-    """Write the :func:`policy_record` of cooperation ``logits`` (5,) to ``path`` (``policy.json``)."""
-    write_atomic(path, json.dumps(policy_record(logits, game), indent=2) + "\n")

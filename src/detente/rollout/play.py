@@ -16,6 +16,7 @@ from dataclasses import dataclass, field, replace
 
 from detente.games.base import SEATS, Action, Game, ParseError, Seat, fallback_action
 from detente.policies.base import Decision, Policy
+from detente.runs import DecisionLine, TranscriptLine
 
 
 @dataclass(frozen=True)
@@ -124,19 +125,20 @@ def decide(
 
 
 def transcript(
-    episode: Episode, seating: tuple[Policy, Policy], slot: int, **extra: object
-) -> dict[str, object]:
-    """Game ``slot`` of the last batch as one transcript line (what ``detente report`` shows):
-    ``extra`` keys, the players, per-round rewards, every decision, each seat's chat if it kept one."""
-    chats = {str(seat): chat for seat, player in enumerate(seating)
+    episode: Episode, seating: tuple[Policy, Policy], slot: int, *, iteration: int | None = None,
+    seed: int | None = None, trained_seats: Sequence[Seat] = (),
+) -> TranscriptLine:
+    """Game ``slot`` of the last batch as one transcript line (what ``detente report`` shows): the
+    players, per-round rewards, every decision, each seat's chat if it kept one, and where it came from
+    (training ``iteration`` and ``trained_seats``, the game ``seed``)."""
+    chats = {seat: chat for seat, player in enumerate(seating)
              if (chat := player.chat(slot, seat)) is not None}
-    return {
-        **extra, "slot": slot, "players": [p.name for p in seating],
-        "round_rewards": episode.game.round_rewards,
-        "decisions": [{"round": d.round, "seat": d.seat, "raw": d.raw, "valid": d.valid}
-                      for d in episode.decisions],
-        "chats": chats,
-    }
+    decisions = [DecisionLine(round=d.round, seat=d.seat, raw=d.raw, valid=d.valid)
+                 for d in episode.decisions]
+    return TranscriptLine(
+        slot=slot, players=[p.name for p in seating], round_rewards=episode.game.round_rewards,
+        decisions=decisions, chats=chats, iteration=iteration, seed=seed, trained_seats=list(trained_seats),
+    )
 
 
 def _answer(asks: Sequence[Decision], seatings: Sequence[tuple[Policy, Policy]]) -> list[str]:

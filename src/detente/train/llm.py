@@ -29,7 +29,6 @@ run resumed from its last state repeats exactly what an uninterrupted run does.
 from __future__ import annotations
 
 import io
-import json
 import math
 import shutil
 import time
@@ -39,14 +38,14 @@ from pathlib import Path
 from typing import Any
 
 import torch
-import yaml
 from torch import Tensor
 
 from detente.agents import make_agent, preflight
-from detente.config import RunConfig, dump_config
+from detente.atomic import fresh_dir, sweep_temp, write_atomic
+from detente.behaviour import behaviour
+from detente.config import RunConfig
 from detente.credit import pair_credit
 from detente.errors import ConfigError, TrainingStopped
-from detente.eval.stats import behaviour
 from detente.games import make_game
 from detente.games.base import Game, Seat, other
 from detente.policies.base import Policy
@@ -59,17 +58,19 @@ from detente.runs import (
     CHECKPOINTS,
     CONFIG,
     LATEST,
-    METRICS,
     STATE_FILE,
-    TRANSCRIPTS,
-    append_jsonl,
+    MetricsLine,
+    append_metrics,
     checkpoint_dir,
-    fresh_dir,
-    read_jsonl,
+    read_config_data,
     read_latest,
-    sweep_temp,
-    write_atomic,
+    read_metrics,
+    transcript_path,
+    write_config,
     write_latest,
+    write_metrics,
+    write_run_info,
+    write_transcripts,
 )
 from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
@@ -81,8 +82,8 @@ LEARNER = "learner"
 MAX_LOST = 0.05
 """Largest share of a batch's action steps that may be unplaceable before training stops."""
 DATA_STATS = ("template_resets", "truncated", "wrapped")
-"""Learner counters logged per iteration: chats re-tokenised because the template re-rendered history,
-messages cut at the token limit, messages wrapped in the game's delimiters."""
+"""Learner counters logged per iteration as ``data/*``: chats re-tokenised because the template
+re-rendered history, messages cut at the token limit, messages wrapped in the game's delimiters."""
 
 
 # --------------------------------------------------------------------------
@@ -158,18 +159,18 @@ class LLMTrainer:
         return make_agent(name, game, models={self.config.agent.model: self.lm})
 
     # -- the loop -------------------------------------------------------------
-    def train(self, on_iteration: Callable[[dict[str, Any]], None] | None = None) -> dict[str, Any]:
-        """Run the remaining iterations; return the last metrics record."""
-        record: dict[str, Any] = {}
+    def train(self, on_iteration: Callable[[MetricsLine], None] | None = None) -> MetricsLine | None:
+        """Run the remaining iterations; return the last metrics line (None if none was left)."""
+        line = None
         while self.iteration < self.config.train.iterations:
-            record = self.step()
-            append_jsonl(self.out / METRICS, record)
+            line = self.step()
+            append_metrics(self.out, line)
             self.save()
             if on_iteration is not None:
-                on_iteration(record)
-        return record
+                on_iteration(line)
+        return line
 
-    def step(self) -> dict[str, Any]:
+    def step(self) -> MetricsLine:
         """One iteration: rollout, credit, loss, optimizer step; returns its metrics."""
         began = time.perf_counter()
         cfg = self.config
@@ -191,24 +192,24 @@ class LLMTrainer:
         self._check_placed(batches, data)
         losses = self._update(batches)
 
-        record = {
-            "iteration": self.iteration,
+        figures = behaviour([(episodes[slot].game, seat) for slot, seat in rows])
+        line = MetricsLine(iteration=self.iteration, values={
             **self._rewards(episodes, rows),
-            **behaviour([(episodes[slot].game, seat) for slot, seat in rows]),
-            "invalid_rate": self._invalid_rate(episodes, seatings),
+            **{f"behaviour/{name}": value for name, value in figures.items()},
             **losses,
-            "nonfinite_steps": self.nonfinite_steps,
-            "terms": sum(b.n_terms for b in batches),
-            "tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
-            **data,
-            "seconds": time.perf_counter() - began,
+            "loss/nonfinite_steps": self.nonfinite_steps,
+            "data/invalid_rate": self._invalid_rate(episodes, seatings),
+            "data/terms": sum(b.n_terms for b in batches),
+            "data/tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
+            **{f"data/{key}": value for key, value in data.items()},
+            "perf/seconds": time.perf_counter() - began,
             "perf/rollout_seconds": rollout_seconds,
-        }
+        })
         self._write_transcripts(episodes, seatings)
         self.iteration += 1
         if cfg.buffer.enabled and self.iteration % cfg.buffer.every == 0:
             self.buffer.add(self.iteration)
-        return record
+        return line
 
     def _term_batches(self, chats: Sequence[Trajectory], C: Tensor) -> list[TermBatch]:
         """The loss terms of ``chats`` in micro-batches of ``train.micro_batch`` chats."""
@@ -255,11 +256,11 @@ class LLMTrainer:
         self._count_nonfinite(finite)
         epochs = cfg.epochs
         return {
-            "loss": sums["loss"] / epochs if finite else None,
-            "entropy": sums["entropy"] / epochs if finite else None,
-            "kl": sums["kl"] / epochs if finite and cfg.kl_coef > 0 else None,
-            "clip_frac": sums["clipped"] / epochs if finite else None,
-            "grad_norm": grad_norm,
+            "loss/policy": sums["loss"] / epochs if finite else None,
+            "loss/entropy": sums["entropy"] / epochs if finite else None,
+            "loss/kl": sums["kl"] / epochs if finite and cfg.kl_coef > 0 else None,
+            "loss/clip_frac": sums["clipped"] / epochs if finite else None,
+            "loss/grad_norm": grad_norm,
         }
 
     def _count_nonfinite(self, finite: bool) -> None:
@@ -314,11 +315,7 @@ class LLMTrainer:
         """Mean unscaled reward per round of the learner's seats and of their co-players."""
         own = [episodes[s].game.returns()[seat] / episodes[s].game.n_rounds for s, seat in rows]
         theirs = [episodes[s].game.returns()[other(seat)] / episodes[s].game.n_rounds for s, seat in rows]
-        return {
-            "reward_mean": sum(own) / len(own),
-            "reward/learner": sum(own) / len(own),
-            "reward/coplayer": sum(theirs) / len(theirs),
-        }
+        return {"reward/learner": sum(own) / len(own), "reward/coplayer": sum(theirs) / len(theirs)}
 
     def _invalid_rate(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> float:
         decisions = [d for e, s in zip(episodes, seatings, strict=True) for d in e.decisions
@@ -326,12 +323,12 @@ class LLMTrainer:
         return sum(not d.valid for d in decisions) / max(len(decisions), 1)
 
     def _write_transcripts(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> None:
-        lines = [json.dumps(transcript(episode, seating.players, slot, iteration=self.iteration,
-                                       seed=seating.seed, trained_seats=list(seating.trained)))
+        lines = [transcript(episode, seating.players, slot, iteration=self.iteration, seed=seating.seed,
+                            trained_seats=list(seating.trained))
                  for slot, (episode, seating) in enumerate(zip(episodes, seatings, strict=True))
                  if slot < self.config.train.transcripts]
         if lines:
-            write_atomic(self.out / TRANSCRIPTS / f"iter_{self.iteration}.jsonl", "\n".join(lines) + "\n")
+            write_transcripts(transcript_path(self.out, self.iteration), lines)
 
     # -- checkpoints -------------------------------------------------------------
     def save(self) -> None:
@@ -344,7 +341,7 @@ class LLMTrainer:
         data = io.BytesIO()
         torch.save(state, data)
         write_atomic(folder / STATE_FILE, data.getvalue())
-        write_atomic(folder / CONFIG, dump_config(self.config))  # what this checkpoint was trained with
+        write_config(folder, self.config)  # what this checkpoint was trained with
         previous = read_latest(self.out)
         write_latest(self.out, self.iteration)
         if previous is not None and previous != folder and not self._kept(previous):
@@ -365,9 +362,8 @@ class LLMTrainer:
         self.buffer.restore(state["buffer"])
         self.nonfinite_steps, self.nonfinite_in_a_row = state["nonfinite"]
         self.iteration = state["iteration"]
-        kept = [r for r in read_jsonl(self.out / METRICS, tolerate_torn_tail=True)
-                if r["iteration"] < self.iteration]
-        write_atomic(self.out / METRICS, "".join(json.dumps(r) + "\n" for r in kept))
+        done = read_metrics(self.out, tolerate_torn_tail=True)
+        write_metrics(self.out, [line for line in done if line.iteration < self.iteration])
 
 
 def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = False) -> Path:
@@ -380,7 +376,7 @@ def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = F
     if folder is None:
         raise ConfigError(f"{run_dir} has no checkpoint to resume from (no {CHECKPOINTS}/{LATEST})")
     if config is not None and not force:
-        trained = yaml.safe_load((folder / CONFIG).read_text())
+        trained = read_config_data(folder / CONFIG)
         changed = config_changes(trained, config.model_dump(mode="json"))
         if changed:
             raise ConfigError(f"{Path(run_dir) / CONFIG} differs from the config its checkpoint "
@@ -412,7 +408,8 @@ def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, for
         resume_point(out_dir, config, force)  # before a model loads
     else:
         fresh_dir(out_dir)
-        write_atomic(out_dir / CONFIG, dump_config(config))
+        write_run_info(out_dir, "llm", make_game(config.game.name, **config.game.params))
+        write_config(out_dir, config)
     torch.manual_seed(config.seed)  # the fresh adapter's initialisation
     trainer = LLMTrainer(config, out_dir, lm)
     if resume:
@@ -420,7 +417,9 @@ def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, for
     return trainer
 
 
-def train_llm(config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None = None,
-              *, resume: bool = False, force: bool = False, lm: LoRAModel | None = None) -> dict[str, Any]:
-    """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics."""
+def train_llm(
+    config: RunConfig, out_dir: Path, on_iteration: Callable[[MetricsLine], None] | None = None, *,
+    resume: bool = False, force: bool = False, lm: LoRAModel | None = None,
+) -> MetricsLine | None:
+    """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics line."""
     return start_llm_run(config, out_dir, resume=resume, force=force, lm=lm).train(on_iteration)

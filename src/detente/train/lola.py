@@ -35,14 +35,13 @@ from pathlib import Path
 from typing import Any, Literal
 
 import torch
-import yaml
 from pydantic import Field
 from torch import Tensor
 
 from detente.config import GameConfig, Strict
 from detente.policies.tabular import FIRST, STATES, joint_state
-from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
-from detente.train.tabular import matrix_game, one_thread, payoff_tensor
+from detente.runs import MetricsLine, append_metrics, write_config, write_metrics, write_run_info
+from detente.train.tabular import matrix_game, one_thread, payoff_tensor, table_figures
 from detente.train.tabular_pair import COPLAYER, pair_summary, save_pair
 
 Rule = Literal["lola", "naive"]
@@ -66,16 +65,16 @@ class LolaConfig(Strict):
 
 
 def train_lola(
-    config: LolaConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None = None
+    config: LolaConfig, out_dir: Path, on_iteration: Callable[[MetricsLine], None] | None = None
 ) -> dict[str, Any]:
     """Train two exact learners as ``config`` says; write ``out_dir``; return a summary.
 
-    Writes ``config.yaml`` first, then one ``metrics.jsonl`` line per iteration:
-    ``iteration``, ``reward/learner`` and ``reward/coplayer`` (``(1 - gamma) V``,
-    the discounted mean reward per round, at the logits the step starts from),
-    ``behaviour/coop_prob_<state>`` (after the step), ``perf/grad_norm`` (norm
-    of the update direction before ``lr``), the latter two also under
-    ``coplayer/`` for seat 1, and ``perf/seconds``. Saves the final tables to
+    Writes ``run.json`` and ``config.yaml`` (this config) first, then one ``metrics.jsonl``
+    line per iteration: ``reward/learner`` and ``reward/coplayer`` (``(1 - gamma) V``, the
+    discounted mean reward per round, at the logits the step starts from),
+    ``policy/coop_prob_<state>`` (after the step), ``loss/grad_norm`` (norm of the update
+    direction before ``lr``), the latter two also under ``coplayer/`` for seat 1, and
+    ``perf/seconds``. Saves the final tables to
     ``policy.json`` (seat 0) and ``coplayer_policy.json`` (seat 1). The summary
     is :func:`detente.train.tabular_pair.pair_summary` (exact play over the
     game's rounds) plus ``values``, the final ``(1 - gamma) V`` of both seats.
@@ -85,7 +84,7 @@ def train_lola(
 
 
 def _train(
-    config: LolaConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None
+    config: LolaConfig, out_dir: Path, on_iteration: Callable[[MetricsLine], None] | None
 ) -> dict[str, Any]:
     game = matrix_game(config.game)
     R = payoff_tensor(game.payoffs).double()  # (2, 2, 2)
@@ -93,8 +92,9 @@ def _train(
     thetas = [torch.randn(len(STATES), generator=generator, dtype=torch.float64).requires_grad_()
               for _ in range(2)]  # theta_1, theta_2: (5,) each
 
-    write_atomic(out_dir / CONFIG, yaml.safe_dump(config.model_dump(mode="json"), sort_keys=False))
-    write_atomic(out_dir / METRICS, "")
+    write_run_info(out_dir, "lola", game)
+    write_config(out_dir, config)
+    write_metrics(out_dir, [])
     began = time.perf_counter()
     for iteration in range(config.iterations):
         start = time.perf_counter()
@@ -105,17 +105,16 @@ def _train(
             for theta, direction in zip(thetas, directions, strict=True):
                 theta += config.lr * direction
         figures = [_figures(theta, direction) for theta, direction in zip(thetas, directions, strict=True)]
-        record = {
-            "iteration": iteration,
+        line = MetricsLine(iteration=iteration, values={
             "reward/learner": (1 - config.gamma) * V[0].item(),
             "reward/coplayer": (1 - config.gamma) * V[1].item(),
             **figures[0],
             **{COPLAYER + key: value for key, value in figures[1].items()},
             "perf/seconds": time.perf_counter() - start,
-        }
-        append_jsonl(out_dir / METRICS, record)
+        })
+        append_metrics(out_dir, line)
         if on_iteration is not None:
-            on_iteration(record)
+            on_iteration(line)
 
     final = [theta.detach().tolist() for theta in thetas]  # 2 x (5,)
     save_pair(out_dir, final, config.game.name)
@@ -181,6 +180,4 @@ def update_directions(thetas: Sequence[Tensor], V: Tensor, rules: Sequence[Rule]
 
 def _figures(theta: Tensor, direction: Tensor) -> dict[str, float]:
     """One learner's table (after its step) and the norm of its update direction."""
-    table = torch.sigmoid(theta.detach()).tolist()  # (5,)
-    return {**{f"behaviour/coop_prob_{s}": p for s, p in zip(STATES, table, strict=True)},
-            "perf/grad_norm": direction.norm().item()}
+    return {**table_figures(theta), "loss/grad_norm": direction.norm().item()}

@@ -35,20 +35,23 @@ from torch.distributions import Bernoulli
 
 from detente.agent_spec import parse_agent
 from detente.agents import preflight
-from detente.config import CreditConfig, GameConfig, RunConfig, dump_config
+from detente.behaviour import Figures
+from detente.behaviour.matrix import matrix_figures, play_tables
+from detente.config import CreditConfig, GameConfig, RunConfig
 from detente.credit import pair_credit
 from detente.games import make_game
-from detente.games.ipd import COOPERATE, DEFECT, MatrixGame, PayoffTable
-from detente.policies.tabular import (
-    FIRST,
-    POLICY_FILE,
-    STATES,
-    TabularPolicy,
-    joint_state,
-    save_policy,
-    scripted_table,
+from detente.games.ipd import COOPERATE, MatrixGame, PayoffTable
+from detente.policies.tabular import FIRST, STATES, joint_state, scripted_table
+from detente.runs import (
+    MetricsLine,
+    TabularPolicyFile,
+    append_metrics,
+    read_policy,
+    write_config,
+    write_metrics,
+    write_policy,
+    write_run_info,
 )
-from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
 from detente.train.loss import policy_loss
 
 SELF = "self"
@@ -69,18 +72,17 @@ class Rollout:
 
 
 def train_tabular(
-    config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None = None
+    config: RunConfig, out_dir: Path, on_iteration: Callable[[MetricsLine], None] | None = None
 ) -> dict[str, Any]:
     """Train a memory-1 table as ``config`` says; write ``out_dir``; return a summary.
 
-    Writes ``config.yaml`` first, then one ``metrics.jsonl`` line per
-    iteration (a previous file there is replaced): ``iteration``,
-    ``reward_mean`` (unscaled reward per round of the learner's seats),
-    ``cooperation_rate``, ``mutual_cooperation_rate``, ``retaliation_rate``
-    (P(defect | other defected last round); None when that never happened),
-    ``loss``, ``entropy``, ``grad_norm`` (before clipping), ``seconds`` (of
-    this iteration) and ``coop_prob_<state>`` for the five states. Saves the
-    final table to ``policy.json``. ``on_iteration`` gets each metrics record.
+    Writes ``run.json`` and ``config.yaml`` first, then one ``metrics.jsonl`` line per
+    iteration (a previous file there is replaced; names: :data:`detente.runs.NAMESPACES`):
+    ``reward/learner`` and ``reward/coplayer`` (unscaled reward per round of the learner's
+    seats and of the seats facing them), ``behaviour/*`` (:mod:`detente.behaviour.matrix`,
+    in the iteration's batch), ``loss/policy``, ``loss/entropy``, ``loss/grad_norm`` (before
+    clipping), ``policy/coop_prob_<state>`` after the step and ``perf/seconds``. Saves the
+    final table to ``policy.json``. ``on_iteration`` gets each metrics line.
     The summary holds the final table and its exact play (:func:`play_tables`)
     against the co-player and every ``config.eval_opponents`` entry.
 
@@ -92,7 +94,7 @@ def train_tabular(
 
 
 def _train(
-    config: RunConfig, out_dir: Path, on_iteration: Callable[[dict[str, Any]], None] | None
+    config: RunConfig, out_dir: Path, on_iteration: Callable[[MetricsLine], None] | None
 ) -> dict[str, Any]:
     game = matrix_game(config.game)
     eval_tables = {name: scripted_table(name) for name in config.eval_opponents}
@@ -103,8 +105,9 @@ def _train(
     generator = torch.Generator().manual_seed(config.seed)
     logits, optimizer = new_table(config)
 
-    write_atomic(out_dir / CONFIG, dump_config(config))
-    write_atomic(out_dir / METRICS, "")
+    write_run_info(out_dir, "tabular", game)
+    write_config(out_dir, config)
+    write_metrics(out_dir, [])
     began = time.perf_counter()
     for iteration in range(config.train.iterations):
         start = time.perf_counter()
@@ -114,19 +117,16 @@ def _train(
         lengths = round_lengths(B, T, game.continuation_prob, config.credit.baseline_group_size, generator)
         batch = rollout(tables, R, lengths, generator)
         losses = update(logits, optimizer, batch, config, learner_seats, game.reward_scale)
-        record = {
-            "iteration": iteration,
-            **behaviour(batch, learner_seats),
-            **losses,
-            "seconds": time.perf_counter() - start,
-            **{f"coop_prob_{s}": p for s, p in zip(STATES, torch.sigmoid(logits).tolist(), strict=True)},
-        }
-        append_jsonl(out_dir / METRICS, record)
+        line = MetricsLine(iteration=iteration, values={
+            **batch_figures(batch, learner_seats), **losses, **table_figures(logits),
+            "perf/seconds": time.perf_counter() - start,
+        })
+        append_metrics(out_dir, line)
         if on_iteration is not None:
-            on_iteration(record)
+            on_iteration(line)
 
     final = logits.detach().tolist()
-    save_policy(out_dir / POLICY_FILE, final, config.game.name)
+    write_policy(out_dir, TabularPolicyFile.from_logits(final, config.game.name))
     table = torch.sigmoid(torch.tensor(final)).tolist()
     opponent = table if coplayer is None else coplayer.tolist()
     return {
@@ -167,7 +167,7 @@ def coplayer_table(spec: str) -> tuple[float, ...]:
     """
     agent = parse_agent(spec)
     if agent.kind == "run":
-        return TabularPolicy.load(agent.run_dir).cooperate_prob
+        return tuple(read_policy(agent.run_dir).cooperate_prob)
     return scripted_table(agent.value)
 
 
@@ -181,8 +181,8 @@ def update(
 ) -> dict[str, float]:
     """One step on ``batch``: credit -> ``L = mean[-C log pi(a|s)] - eta H`` -> clipped Adam step.
 
-    ``logits``: (5,) cooperation logits of the learner. Returns ``loss``,
-    ``entropy`` (mean over the learner's decisions) and ``grad_norm`` (before clipping).
+    ``logits``: (5,) cooperation logits of the learner. Returns ``loss/policy``,
+    ``loss/entropy`` (mean over the learner's decisions) and ``loss/grad_norm`` (before clipping).
     """
     S, (B, T) = len(learner_seats), batch.mask.shape  # S learner seats, B games, T rounds
     scale = config.credit.reward_scale or game_scale  # c of SPEC 3
@@ -199,7 +199,8 @@ def update(
     loss.backward()
     grad_norm = torch.nn.utils.clip_grad_norm_([logits], config.train.grad_clip)
     optimizer.step()
-    return {"loss": loss.item(), "entropy": H[mask].mean().item(), "grad_norm": grad_norm.item()}
+    return {"loss/policy": loss.item(), "loss/entropy": H[mask].mean().item(),
+            "loss/grad_norm": grad_norm.item()}
 
 
 def payoff_tensor(payoffs: PayoffTable) -> Tensor:
@@ -253,81 +254,28 @@ def seat_credit(r: Tensor, mask: Tensor, config: CreditConfig, learner_seats: Se
                         for s in learner_seats])
 
 
-def behaviour(batch: Rollout, seats: Sequence[int]) -> dict[str, float | None]:
-    """Empirical ``reward_mean`` (per round), cooperation, mutual cooperation and retaliation of ``seats``."""
-    S, B, T = len(seats), *batch.mask.shape  # S learner seats, B games, T rounds
-    played = batch.mask.expand(S, B, T)  # (S, B, T)
-    own = batch.action[seats]  # (S, B, T)
-    other = batch.action[[1 - s for s in seats]]  # (S, B, T)
-    mutual = (batch.action == COOPERATE).all(dim=0)[batch.mask]  # (played rounds,)
-    provoked = (other[..., :-1] == DEFECT) & played[..., 1:]  # (S, B, T-1)
-    retaliated = provoked & (own[..., 1:] == DEFECT)  # (S, B, T-1)
-    return {
-        "reward_mean": batch.reward[seats][played].mean().item(),
-        "cooperation_rate": (own[played] == COOPERATE).float().mean().item(),
-        "mutual_cooperation_rate": mutual.float().mean().item(),
-        "retaliation_rate": (retaliated.sum() / provoked.sum()).item() if provoked.any() else None,
-    }
+def batch_figures(batch: Rollout, seats: Sequence[int]) -> Figures:
+    """``reward/learner``, ``reward/coplayer`` and ``behaviour/*`` of ``seats`` in the sampled batch.
 
-
-def play_tables(
-    table: Sequence[float],
-    other: Sequence[float],
-    payoffs: PayoffTable,
-    n_rounds: int,
-    continuation_prob: float | None = None,
-) -> dict[str, float | None]:
-    """Exact expected play of memory-1 ``table`` (seat 0) against ``other`` (seat 1).
-
-    The joint action of round t has distribution ``d_t`` (2, 2) with
-    ``d_0[a, b] = pi(a | first) pi'(b | first)`` and
-    ``d_t[a, b] = sum_{x, y} d_{t-1}[x, y] pi(a | xy) pi'(b | yx)``. Round t is
-    played with probability ``w_t = 1`` (fixed length) or
-    ``continuation_prob^t`` (random length, capped at ``n_rounds``). Returns
-    the expected ``reward`` and ``other_reward`` per game, ``reward_per_round``
-    and, as ``w``-weighted frequencies over decisions of seat 0,
-    ``cooperation_rate``, ``mutual_cooperation_rate`` and ``retaliation_rate``
-    (None if the other never defects).
+    The rewards are per round, of the learner's seats and of the seats facing them; the behaviour
+    figures are :func:`~detente.behaviour.matrix.matrix_figures` over every (game, seat) pair.
     """
-    pi = _action_probs(table)  # (5, 2): pi[s, a]
-    pi_other = _action_probs(other)  # (5, 2)
-    R = payoff_tensor(payoffs).double()  # (2, 2, 2)
-    x, y = torch.meshgrid(torch.arange(2), torch.arange(2), indexing="ij")  # previous joint action
-    step = pi[joint_state(x, y)][:, :, :, None] * pi_other[joint_state(y, x)][:, :, None, :]  # (2,2,2,2)
-    p = 1.0 if continuation_prob is None else continuation_prob
-    d = torch.outer(pi[FIRST], pi_other[FIRST])  # (2, 2)
-    totals = dict.fromkeys(("rounds", "reward", "other_reward", "coop", "mutual", "provoked", "retaliated"),
-                           0.0)
-    retaliate = pi[joint_state(torch.arange(2), DEFECT), DEFECT]  # (2,) pi(D | xD)
-    for t in range(n_rounds):
-        w, w_next = p**t, (p ** (t + 1) if t + 1 < n_rounds else 0.0)
-        totals["rounds"] += w
-        totals["reward"] += w * (d * R[..., 0]).sum().item()
-        totals["other_reward"] += w * (d * R[..., 1]).sum().item()
-        totals["coop"] += w * d[COOPERATE].sum().item()
-        totals["mutual"] += w * d[COOPERATE, COOPERATE].item()
-        totals["provoked"] += w_next * d[:, DEFECT].sum().item()
-        totals["retaliated"] += w_next * (d[:, DEFECT] * retaliate).sum().item()
-        d = torch.einsum("xy,xyab->ab", d, step)
-    rounds = totals["rounds"]
+    S, B, T = len(seats), *batch.mask.shape  # S learner seats, B games, T rounds
+    others = [1 - s for s in seats]
+    played = batch.mask.expand(S, B, T)  # (S, B, T)
+    figures = matrix_figures(batch.action[seats].reshape(S * B, T), batch.action[others].reshape(S * B, T),
+                             played.reshape(S * B, T))
     return {
-        "reward": totals["reward"],
-        "other_reward": totals["other_reward"],
-        "reward_per_round": totals["reward"] / rounds,
-        "cooperation_rate": totals["coop"] / rounds,
-        "mutual_cooperation_rate": totals["mutual"] / rounds,
-        "retaliation_rate": totals["retaliated"] / totals["provoked"] if totals["provoked"] > 0 else None,
+        "reward/learner": batch.reward[seats][played].mean().item(),
+        "reward/coplayer": batch.reward[others][played].mean().item(),
+        **{f"behaviour/{name}": value for name, value in figures.items()},
     }
 
 
-def _action_probs(table: Sequence[float]) -> Tensor:
-    """(5,) cooperation probabilities -> (5, 2) probabilities of (cooperate, defect)."""
-    if len(table) != len(STATES):
-        raise ValueError(f"a memory-1 table has {len(STATES)} probabilities, got {len(table)}")
-    p = torch.tensor(table, dtype=torch.float64)
-    if not ((p >= 0) & (p <= 1)).all():
-        raise ValueError(f"probabilities must be in [0, 1], got {list(table)}")
-    return torch.stack([p, 1 - p], dim=1)
+def table_figures(logits: Tensor) -> Figures:
+    """``policy/coop_prob_<state>``: the table's P(cooperate) in each state."""
+    return {f"policy/coop_prob_{s}": p for s, p in zip(STATES, torch.sigmoid(logits.detach()).tolist(),
+                                                        strict=True)}
 
 
 def matrix_game(config: GameConfig) -> MatrixGame:

@@ -28,26 +28,35 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from torch import Tensor
 
-from detente.config import RunConfig, dump_config
+from detente.behaviour.matrix import play_tables
+from detente.config import RunConfig
 from detente.games.ipd import MatrixGame
-from detente.policies.tabular import POLICY_FILE, STATES, save_policy, scripted_table
-from detente.runs import CONFIG, METRICS, append_jsonl, write_atomic
+from detente.policies.tabular import STATES, scripted_table
+from detente.runs import (
+    COPLAYER_CONFIG,
+    COPLAYER_POLICY_FILE,
+    POLICY_FILE,
+    MetricsLine,
+    TabularPolicyFile,
+    append_metrics,
+    write_config,
+    write_metrics,
+    write_policy,
+    write_run_info,
+)
 from detente.train.tabular import (
-    behaviour,
+    batch_figures,
     matrix_game,
     new_table,
     one_thread,
     payoff_tensor,
-    play_tables,
     rollout,
     round_lengths,
+    table_figures,
     update,
 )
 
-COPLAYER_CONFIG = "coplayer_config.yaml"
-COPLAYER_POLICY_FILE = "coplayer_policy.json"
 COPLAYER = "coplayer/"
 """Prefix of learner B's figures in ``metrics.jsonl``; A's figures have none."""
 
@@ -56,19 +65,17 @@ def train_tabular_pair(
     config_a: RunConfig,
     config_b: RunConfig,
     out_dir: Path,
-    on_iteration: Callable[[dict[str, Any]], None] | None = None,
+    on_iteration: Callable[[MetricsLine], None] | None = None,
 ) -> dict[str, Any]:
     """Train learner A (seat 0) against learner B (seat 1); write ``out_dir``; return a summary.
 
-    Writes ``config.yaml`` (A's) and ``coplayer_config.yaml`` (B's) first, then
-    one ``metrics.jsonl`` line per iteration (a previous file is replaced):
-    ``iteration``, ``reward/learner`` and ``reward/coplayer`` (unscaled reward
-    per round of seats 0 and 1), ``behaviour/mutual_cooperation_rate`` and,
-    for A unprefixed and for B under ``coplayer/``: ``behaviour/cooperation_rate``,
-    ``behaviour/retaliation_rate`` (None if the other never defected),
-    ``behaviour/coop_prob_<state>``, ``loss/policy``, ``perf/entropy``,
-    ``perf/grad_norm`` (before clipping); and ``perf/seconds``. Saves the final
-    tables to ``policy.json`` (A) and ``coplayer_policy.json`` (B).
+    Writes ``run.json``, ``config.yaml`` (A's) and ``coplayer_config.yaml`` (B's) first, then
+    one ``metrics.jsonl`` line per iteration (a previous file is replaced): ``reward/learner``
+    and ``reward/coplayer`` (unscaled reward per round of seats 0 and 1) and, for A unprefixed
+    and for B under ``coplayer/``: ``behaviour/*`` (:mod:`detente.behaviour.matrix`),
+    ``loss/policy``, ``loss/entropy``, ``loss/grad_norm`` (before clipping) and
+    ``policy/coop_prob_<state>``; and ``perf/seconds``. Saves the final tables to
+    ``policy.json`` (A) and ``coplayer_policy.json`` (B).
 
     The summary holds both final tables (``policy``, ``coplayer_policy``),
     their exact play (:func:`play_tables`) from each side (``play`` is A's
@@ -84,7 +91,7 @@ def _train_pair(
     config_a: RunConfig,
     config_b: RunConfig,
     out_dir: Path,
-    on_iteration: Callable[[dict[str, Any]], None] | None,
+    on_iteration: Callable[[MetricsLine], None] | None,
 ) -> dict[str, Any]:
     game = matrix_game(config_a.game)
     configs = (config_a, config_b)  # seat s is learner configs[s]
@@ -93,9 +100,10 @@ def _train_pair(
     generator = torch.Generator().manual_seed(config_a.seed)
     learners = [new_table(config) for config in configs]  # (logits (5,), optimizer) per seat
 
-    write_atomic(out_dir / CONFIG, dump_config(config_a))
-    write_atomic(out_dir / COPLAYER_CONFIG, dump_config(config_b))
-    write_atomic(out_dir / METRICS, "")
+    write_run_info(out_dir, "tabular_pair", game)
+    write_config(out_dir, config_a)
+    write_config(out_dir, config_b, COPLAYER_CONFIG)
+    write_metrics(out_dir, [])
     began = time.perf_counter()
     for iteration in range(config_a.train.iterations):
         start = time.perf_counter()
@@ -106,20 +114,16 @@ def _train_pair(
         # ALGO LOGIC: each seat's learner steps on the same batch, credited with itself as agent 1
         losses = [update(logits, optimizer, batch, configs[seat], [seat], game.reward_scale)
                   for seat, (logits, optimizer) in enumerate(learners)]
-        seen = [behaviour(batch, [seat]) for seat in (0, 1)]
-        figures = [_figures(seen[seat], losses[seat], learners[seat][0]) for seat in (0, 1)]
-        record = {
-            "iteration": iteration,
-            "reward/learner": seen[0]["reward_mean"],
-            "reward/coplayer": seen[1]["reward_mean"],
-            "behaviour/mutual_cooperation_rate": seen[0]["mutual_cooperation_rate"],
+        figures = [{**batch_figures(batch, [seat]), **losses[seat], **table_figures(learners[seat][0])}
+                   for seat in (0, 1)]
+        line = MetricsLine(iteration=iteration, values={
             **figures[0],
-            **{COPLAYER + key: value for key, value in figures[1].items()},
+            **{COPLAYER + key: value for key, value in figures[1].items() if not key.startswith("reward/")},
             "perf/seconds": time.perf_counter() - start,
-        }
-        append_jsonl(out_dir / METRICS, record)
+        })
+        append_metrics(out_dir, line)
         if on_iteration is not None:
-            on_iteration(record)
+            on_iteration(line)
 
     final = [logits.detach().tolist() for logits, _ in learners]  # 2 x (5,)
     save_pair(out_dir, final, config_a.game.name)
@@ -133,7 +137,7 @@ def _train_pair(
 def save_pair(out_dir: Path, logits: Sequence[Sequence[float]], game: str) -> None:
     """Write seat 0's (5,) cooperation logits to ``policy.json``, seat 1's to ``coplayer_policy.json``."""
     for name, table in zip((POLICY_FILE, COPLAYER_POLICY_FILE), logits, strict=True):
-        save_policy(out_dir / name, table, game)
+        write_policy(out_dir, TabularPolicyFile.from_logits(list(table), game), name)
 
 
 def pair_summary(
@@ -158,19 +162,6 @@ def pair_summary(
         "coplayer_play": play(table_b, table_a),
         "eval": {name: play(table_a, scripted_table(name)) for name in eval_a},
         "coplayer_eval": {name: play(table_b, scripted_table(name)) for name in eval_b},
-    }
-
-
-def _figures(seen: dict[str, float | None], losses: dict[str, float], logits: Tensor) -> dict[str, Any]:
-    """One learner's figures: its :func:`behaviour` ``seen`` in the batch, its losses and its (5,) table."""
-    return {
-        "behaviour/cooperation_rate": seen["cooperation_rate"],
-        "behaviour/retaliation_rate": seen["retaliation_rate"],
-        **{f"behaviour/coop_prob_{s}": p
-           for s, p in zip(STATES, torch.sigmoid(logits.detach()).tolist(), strict=True)},
-        "loss/policy": losses["loss"],
-        "perf/entropy": losses["entropy"],
-        "perf/grad_norm": losses["grad_norm"],
     }
 
 

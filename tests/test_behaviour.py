@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import pytest
 
-from detente.eval.stats import behaviour, deal_behaviour, matrix_behaviour, split_behaviour, trust_behaviour
+from detente.behaviour import behaviour
+from detente.behaviour.deal import deal_behaviour
+from detente.behaviour.matrix import matrix_behaviour
+from detente.behaviour.split import split_behaviour
+from detente.behaviour.trust_split import trust_behaviour
 from detente.eval.tournament import cross_play
 from detente.games import make_game
 from detente.games.base import Message, Proposal
@@ -14,7 +18,8 @@ from detente.policies.scripted import make_scripted
 from detente.rollout.play import play
 
 KEYS = {
-    "ipd": {"cooperation_rate", "retaliation_rate", "forgiveness_rate", "first_move_cooperation_rate"},
+    "ipd": {"cooperation_rate", "mutual_cooperation_rate", "retaliation_rate", "forgiveness_rate",
+            "first_move_cooperation_rate"},
     "split": {"claim_valued_more", "claim_valued_less", "claim_valued_equal"},
     "trust_split": {"truthful_rate", "lie_rate", "no_claim_rate", "honesty_rate", "coins_upper",
                     "coins_lower", "punishment_rate", "take_all_otherwise_rate"},
@@ -32,8 +37,8 @@ def scripted_games(game_name: str, a: str, b: str, n: int = 6) -> list:
 # ---------------------------------------------------------------- IPD
 def test_ipd_first_move_cooperation_and_rates() -> None:
     games = scripted_games("ipd", "stft", "tft")  # C/D: stft D C D C ..., tft C D C D ...
-    stft = matrix_behaviour((g, 0) for g in games).as_dict()
-    tft = matrix_behaviour((g, 1) for g in games).as_dict()
+    stft = matrix_behaviour((g, 0) for g in games)
+    tft = matrix_behaviour((g, 1) for g in games)
     assert stft["first_move_cooperation_rate"] == 0.0
     assert tft["first_move_cooperation_rate"] == 1.0
     assert stft["cooperation_rate"] == tft["cooperation_rate"] == 0.5
@@ -42,7 +47,7 @@ def test_ipd_first_move_cooperation_and_rates() -> None:
 
 
 def test_ipd_rates_without_data_are_none() -> None:
-    allc = matrix_behaviour((g, 0) for g in scripted_games("ipd", "allc", "allc")).as_dict()
+    allc = matrix_behaviour((g, 0) for g in scripted_games("ipd", "allc", "allc"))
     assert allc["retaliation_rate"] is None and allc["forgiveness_rate"] is None
     assert allc["cooperation_rate"] == 1.0
 
@@ -50,8 +55,8 @@ def test_ipd_rates_without_data_are_none() -> None:
 # ---------------------------------------------------------------- Split
 def test_split_claims_by_relative_value() -> None:
     games = scripted_games("split", "welfare", "greedy")
-    welfare = split_behaviour((g, 0) for g in games).as_dict()
-    greedy = split_behaviour((g, 1) for g in games).as_dict()
+    welfare = split_behaviour((g, 0) for g in games)
+    greedy = split_behaviour((g, 1) for g in games)
     assert welfare == {"claim_valued_more": 10.0, "claim_valued_less": 0.0, "claim_valued_equal": 5.0}
     assert greedy == {"claim_valued_more": 10.0, "claim_valued_less": 10.0, "claim_valued_equal": 10.0}
 
@@ -90,8 +95,8 @@ def test_trust_split_honesty_proposals_and_punishment() -> None:
         ][t]
 
     play_trust(game, script)
-    seat0 = trust_behaviour([(game, 0)]).as_dict()
-    seat1 = trust_behaviour([(game, 1)]).as_dict()
+    seat0 = trust_behaviour([(game, 0)])
+    seat1 = trust_behaviour([(game, 1)])
     assert seat0 == pytest.approx({
         "truthful_rate": 0.5, "lie_rate": 0.25, "no_claim_rate": 0.25,  # truthful, lie, truthful, nothing
         "honesty_rate": 2 / 3,
@@ -110,7 +115,7 @@ def test_trust_split_honesty_proposals_and_punishment() -> None:
 
 
 def test_trust_split_figures_without_data_are_none() -> None:
-    greedy = trust_behaviour((g, 0) for g in scripted_games("trust_split", "greedy", "greedy")).as_dict()
+    greedy = trust_behaviour((g, 0) for g in scripted_games("trust_split", "greedy", "greedy"))
     assert greedy["no_claim_rate"] == 1.0
     assert greedy["honesty_rate"] is None  # it never claims a hand
     assert greedy["punishment_rate"] is None  # its partner never lies
@@ -124,8 +129,8 @@ def test_deal_agreement_and_points() -> None:
     pool = game.pools[0]
     game.step({0: Proposal(pool), 1: Proposal((0, 0, 0))})  # complementary: a deal, seat 0 takes all
     game.step({0: Proposal(game.pools[1]), 1: Proposal(game.pools[1])})  # both greedy: no deal
-    assert deal_behaviour([(game, 0)]).as_dict() == {"agreement_rate": 0.5, "mean_own_points": 5.0}
-    assert deal_behaviour([(game, 1)]).as_dict() == {"agreement_rate": 0.5, "mean_own_points": 0.0}
+    assert deal_behaviour([(game, 0)]) == {"agreement_rate": 0.5, "mean_own_points": 5.0}
+    assert deal_behaviour([(game, 1)]) == {"agreement_rate": 0.5, "mean_own_points": 0.0}
 
 
 # ---------------------------------------------------------------- dispatch and tournament
@@ -138,7 +143,7 @@ def test_deal_agreement_and_points() -> None:
 def test_tournament_fills_behaviour_for_every_game(game_name: str, agents: list[str]) -> None:
     probe = make_game(game_name)
     result = cross_play(lambda: make_game(game_name), {a: make_scripted(a, probe) for a in agents}, 4)
-    stats = result.to_json()["stats"]["behaviour"]
+    stats = result.record.model_dump()["stats"]["behaviour"]
     assert set(stats) == set(agents)
     for agent in agents:
         assert set(stats[agent]) == KEYS[game_name], agent
@@ -148,7 +153,7 @@ def test_tournament_fills_behaviour_for_every_game(game_name: str, agents: list[
 def test_tournament_trust_split_figures() -> None:
     probe = make_game("trust_split")
     agents = {a: make_scripted(a, probe) for a in ("truthful", "liar")}
-    stats = cross_play(lambda: make_game("trust_split"), agents, 6).behaviour
+    stats = cross_play(lambda: make_game("trust_split"), agents, 6).record.stats.behaviour
     assert stats["truthful"]["honesty_rate"] == 1.0
     assert stats["truthful"]["punishment_rate"] == 1.0  # it never trusts a detected liar again
     assert stats["liar"]["lie_rate"] > 0.8  # it lies unless its "winning" claim happens to be its hand
@@ -161,3 +166,38 @@ def test_behaviour_dispatch() -> None:
     assert set(behaviour([(ipd, 0)])) == KEYS["ipd"]
     with pytest.raises(ValueError, match="one kind"):
         behaviour([(ipd, 0), (split, 0)])
+
+
+# ---------------------------------------------------------------- one definition: sampled == exact
+TABLE = (0.8, 0.9, 0.3, 0.6, 0.4)  # P(cooperate) in first, CC, CD, DC, DD
+OTHER = (0.7, 0.8, 0.5, 0.2, 0.6)
+
+
+@pytest.mark.parametrize("continuation_prob", [None, 0.8])
+def test_sampled_figures_of_games_and_of_trainer_batches_agree_with_the_exact_ones(continuation_prob):
+    """Two fixed memory-1 tables: the figures counted in played games (as eval counts them), in the
+    tabular trainer's sampled batch, and computed exactly agree within sampling error, figure by figure."""
+    import torch
+
+    from detente.behaviour.matrix import FIGURES, play_tables
+    from detente.games.ipd import PRESETS
+    from detente.policies.tabular import TabularPolicy
+    from detente.train.tabular import batch_figures, payoff_tensor, rollout, round_lengths
+
+    exact = play_tables(TABLE, OTHER, PRESETS["prisoners_dilemma"], 10, continuation_prob)
+    n = 1500
+    games = [make_game("ipd", continuation_prob=continuation_prob) for _ in range(n)]
+    seating = (TabularPolicy(TABLE), TabularPolicy(OTHER))
+    played = [e.game for e in play(games, [seating] * n, range(n))]
+    from_games = matrix_behaviour((g, 0) for g in played)
+    generator = torch.Generator().manual_seed(0)
+    lengths = round_lengths(20000, 10, continuation_prob, None, generator)
+    R = payoff_tensor(PRESETS["prisoners_dilemma"])
+    batch = rollout(torch.tensor([TABLE, OTHER]), R, lengths, generator)
+    from_batch = batch_figures(batch, [0])
+    assert set(from_games) == set(FIGURES)
+    for name in FIGURES:
+        # a rate over at least ~n qualifying decisions: 4 standard errors of 1/sqrt(n) at most
+        assert from_games[name] == pytest.approx(exact[name], abs=4 * 0.5 / n**0.5), name
+        assert from_batch[f"behaviour/{name}"] == pytest.approx(exact[name], abs=4 * 0.5 / 20000**0.5), name
+    assert from_batch["reward/learner"] == pytest.approx(exact["reward_per_round"], abs=0.05)
