@@ -1,10 +1,9 @@
-"""One conformance check every registered game passes (PettingZoo's ``parallel_api_test`` idea).
+"""Every registered game passes ``check_game``; and the game-specific rules it cannot know.
 
-``check_game`` drives a game decision by decision with scripted players and
-asserts the protocol of ``games/base.py``: deterministic given the seed,
-``pending`` stable between steps, non-empty observation text at every
-decision, ``step`` refusing the wrong seats and actions that do not fit,
-one reward pair per round, done after ``n_rounds``. Then every scripted
+``detente.games.testing.check_game`` (PettingZoo's ``parallel_api_test`` idea)
+plays a game with random legal actions and asserts the protocol of
+``games/base.py``; here it runs on every registered game and on a toy game it
+must pass, and must catch two broken copies of that toy. Then every scripted
 strategy of a game plays every other one (both seats, one batch), and a clone
 replays a game identically (Axelrod's ``test_clone_reproducible_play``).
 """
@@ -13,137 +12,157 @@ from __future__ import annotations
 
 import itertools
 import random
-from dataclasses import dataclass
 
 import pytest
 
 from detente.games import GAMES, make_game
 from detente.games.base import (
-    SEATS,
     Choice,
     ChoiceSpec,
     Game,
     Message,
-    MessageSpec,
-    ParseError,
     Proposal,
     ProposalSpec,
-    fallback_action,
+    Seat,
+    check_rounds,
+    expect,
 )
-from detente.policies.base import Decision
+from detente.games.testing import check_game
 from detente.policies.scripted import REGISTRY, make_scripted, scripted_names
 from detente.rollout.play import play
 
 NAMES = sorted(GAMES)
 
 
-@dataclass(frozen=True)
-class Step:
-    round: int
-    seat: int
-    spec: object
-    observation: str
-    raw: str
-
-
-def drive(game: Game, players: tuple[str, str], seed: int) -> tuple[list[Step], list[tuple[float, float]]]:
-    """Play ``game`` to the end, checking the protocol at every decision; return the trace."""
-    policies = tuple(make_scripted(name, game) for name in players)
-    rngs = tuple(random.Random(f"{seed}:{seat}") for seat in SEATS)
-    game.reset(seed)
-    trace: list[Step] = []
-    while not game.done:
-        pending = game.pending()
-        assert pending, f"round {game.round}: not done but nobody must act"
-        assert game.pending() == pending, "pending() changed without a step"
-        actions = {}
-        for seat, spec in pending.items():
-            assert isinstance(spec, ChoiceSpec | ProposalSpec | MessageSpec), spec
-            observation = game.observation(seat)
-            assert observation.strip(), f"round {game.round}: empty observation for seat {seat}"
-            assert game.observation(seat) == observation, "observation() is not idempotent"
-            game.view(seat)  # reading the view must not change anything
-            (raw,) = policies[seat].act([Decision(game, seat, spec, 0, rngs[seat])])
-            action = game.parse(seat, raw)
-            assert not isinstance(action, ParseError), f"scripted {players[seat]} wrote {raw!r}: {action}"
-            actions[seat] = action
-            trace.append(Step(game.round, seat, spec, observation, raw))
-        for seat in SEATS:
-            if seat not in pending:
-                assert isinstance(game.parse(seat, "anything"), ParseError), "a waiting seat could act"
-        assert game.pending() == pending, "view/observation/parse changed pending()"
-        check_step_rejects_wrong_seats(game, actions)
-        rounds_before = game.round
-        rewards = game.step(actions)
-        if rewards is None:
-            assert game.round == rounds_before
-        else:
-            assert game.round == rounds_before + 1
-            assert len(rewards) == 2 and all(isinstance(r, float) for r in rewards)
-    return trace, list(game.round_rewards)
-
-
-def check_step_rejects_wrong_seats(game: Game, actions: dict) -> None:
-    """``step`` must refuse missing seats, extra seats and actions that do not fit the spec."""
-    pending = game.pending()
-    for seat in actions:
-        with pytest.raises(ValueError, match="expected actions for seats"):
-            game.step({s: a for s, a in actions.items() if s != seat})
-    for seat in SEATS:
-        if seat not in pending:
-            with pytest.raises(ValueError, match="expected actions for seats"):
-                game.step({**actions, seat: fallback_action(pending[next(iter(pending))])})
-    seat, spec = next(iter(pending.items()))
-    wrong = Message("x") if not isinstance(spec, MessageSpec) else Proposal((1,))
-    with pytest.raises(ValueError, match="does not fit"):
-        game.step({**actions, seat: wrong})
-    if isinstance(spec, ChoiceSpec):
-        with pytest.raises(ValueError, match="does not fit"):
-            game.step({**actions, seat: Choice(len(spec.options))})
-    if isinstance(spec, ProposalSpec):
-        with pytest.raises(ValueError, match="does not fit"):
-            game.step({**actions, seat: Proposal((spec.high + 1,) * len(spec.fields))})
-    assert game.pending() == pending, "a refused step changed the game"
-
-
-def check_game(name: str, n_rounds: int, seed: int) -> None:
-    game = make_game(name, n_rounds=n_rounds)
-    assert game.name and isinstance(game.version, int) and game.reward_scale > 0
-    names = scripted_names(game)
-    assert len(names) >= 2, f"{name} needs at least two scripted strategies"
-    players = (names[0], names[-1])
-    trace, rewards = drive(game, players, seed)
-    assert game.done and game.pending() == {}
-    assert game.round == game.n_rounds
-    assert len(rewards) == game.n_rounds
-    assert game.n_rounds == n_rounds
-    assert game.returns() == (sum(r[0] for r in rewards), sum(r[1] for r in rewards))
-    assert sum(game.returns()) <= game.max_welfare() + 1e-9, "more welfare than the maximum"
-    with pytest.raises(ValueError):
-        game.step({0: fallback_action(trace[-1].spec)})  # nothing is pending once done
-    again = drive(make_game(name, n_rounds=n_rounds), players, seed)
-    assert again == (trace, rewards), "the same seed and players gave a different game"
-
-
 @pytest.mark.parametrize("n_rounds", [1, 3, 10])
 @pytest.mark.parametrize("name", NAMES)
 def test_check_game(name: str, n_rounds: int) -> None:
-    check_game(name, n_rounds, seed=n_rounds)
+    game = make_game(name, n_rounds=n_rounds)
+    check_game(game, seeds=(n_rounds, n_rounds + 1))
+    assert game.n_rounds == n_rounds
 
 
+@pytest.mark.parametrize("name", NAMES)
+def test_every_game_has_two_scripted_strategies(name: str) -> None:
+    assert len(scripted_names(make_game(name))) >= 2
+
+
+# --------------------------------------------------------------------------
+# check_game on a toy game, and on two broken copies of it
+# --------------------------------------------------------------------------
+ACCEPT = ChoiceSpec(options=("<accept>", "<reject>"))
+
+
+class Ultimatum(Game[Proposal | Choice, tuple[int, ...]]):
+    """Toy game: seat 0 offers part of a pie of 5 to 10 coins, seat 1 accepts (both get their part) or
+    rejects (both get 0). The view is the pies of the rounds played."""
+
+    name = "ultimatum"
+    version = 1
+    reward_scale = 10.0
+
+    def __init__(self, n_rounds: int = 3) -> None:
+        self.n_rounds = check_rounds(n_rounds)
+
+    def _start(self) -> None:
+        self.pies = self._draw_pies()
+        self.offer: int | None = None
+        self._tell_both("Seat 0 offers part of a pie to seat 1, who accepts or rejects it.")
+        self._tell(0, self._ask())
+
+    def _draw_pies(self) -> list[int]:
+        return [self.rng.randint(5, 10) for _ in range(self.n_rounds)]
+
+    def _ask(self) -> str:
+        return f"The pie is {self.pies[self.round]} coins. Answer <give coins=N>."
+
+    def _spec(self) -> ProposalSpec:
+        return ProposalSpec(fields=("coins",), high=self.pies[self.round], pieces=("<give coins=", ">"))
+
+    def pending(self) -> dict[Seat, ProposalSpec | ChoiceSpec]:
+        if self.done:
+            return {}
+        return {0: self._spec()} if self.offer is None else {1: ACCEPT}
+
+    def _apply(self, actions: dict[Seat, Proposal | Choice]) -> tuple[float, float] | None:
+        if self.offer is None:
+            self.offer = expect(Proposal, actions[0]).counts[0]
+            self._tell(1, f"You are offered {self.offer} coins. Answer <accept> or <reject>.")
+            return None
+        pie, offer, self.offer = self.pies[self.round], self.offer, None
+        accepted = expect(Choice, actions[1]).index == 0
+        if self.round + 1 < self.n_rounds:
+            self._tell(0, f"Accepted: {accepted}. " + self._ask_next())
+        return (float(pie - offer), float(offer)) if accepted else (0.0, 0.0)
+
+    def _ask_next(self) -> str:
+        return f"The pie is {self.pies[self.round + 1]} coins. Answer <give coins=N>."
+
+    def view(self, seat: Seat) -> tuple[int, ...]:
+        return tuple(self.pies[: self.round])
+
+    def max_welfare(self) -> float:
+        return float(sum(self.pies[: len(self.round_rewards)]))
+
+
+class LeakyReset(Ultimatum):
+    """Draws its pies from a stream made once in ``__init__``: a replayed seed gets other pies."""
+
+    def __init__(self, n_rounds: int = 3) -> None:
+        super().__init__(n_rounds)
+        self.stream = random.Random(0)
+
+    def _draw_pies(self) -> list[int]:
+        return [self.stream.randint(5, 10) for _ in range(self.n_rounds)]
+
+
+class LaxStep(Ultimatum):
+    """Takes the actions of the seats it waits for and silently drops any others."""
+
+    def step(self, actions: dict[Seat, Proposal | Choice]) -> tuple[float, float] | None:
+        return super().step({seat: action for seat, action in actions.items() if seat in self.pending()})
+
+
+def test_check_game_passes_a_new_game() -> None:
+    check_game(Ultimatum(), seeds=range(5))
+
+
+@pytest.mark.parametrize(("broken", "message"), [
+    (LeakyReset, r"^check_game\(ultimatum\) seed 0, round 0: reset-deterministic: replaying the seed "
+                 r"changed decision 0's spec"),
+    (LaxStep, r"^check_game\(ultimatum\) seed 0, round 0: step-rejects-extra-seat: step accepted actions "
+              r"with an action for seat 1"),
+])
+def test_check_game_catches_a_broken_game(broken: type[Ultimatum], message: str) -> None:
+    with pytest.raises(AssertionError, match=message):
+        check_game(broken())
+
+
+def test_check_game_refuses_no_seeds() -> None:
+    with pytest.raises(ValueError, match="at least one seed"):
+        check_game(Ultimatum(), seeds=())
+
+
+# --------------------------------------------------------------------------
+# Game-specific rules
+# --------------------------------------------------------------------------
 @pytest.mark.parametrize("name", ["split", "trust_split", "deal"])
 def test_random_games_differ_between_seeds(name: str) -> None:
-    game = make_game(name)
-    players = tuple(scripted_names(game)[:2])
-    traces = {tuple(s.observation for s in drive(game, players, seed)[0]) for seed in range(4)}
-    assert len(traces) > 1
+    """Seeds 0..3 give different episodes (the views hold every round's values, hands or pools)."""
+    views = set()
+    for seed in range(4):
+        game = make_game(name)
+        a, b = scripted_names(game)[:2]
+        play([game], [(make_scripted(a, game), make_scripted(b, game))], [seed])
+        views.add(game.view(0))
+    assert len(views) > 1
 
 
 def test_deal_message_turns_flag() -> None:
     for turns in (0, 1, 2):
         game = make_game("deal", n_rounds=2, message_turns=turns)
-        trace, _ = drive(game, ("fair", "fair"), seed=1)
-        messages = sum(isinstance(step.spec, MessageSpec) for step in trace)
+        (episode,) = play([game], [(make_scripted("fair", game), make_scripted("fair", game))], [1])
+        messages = sum(isinstance(d.action, Message) for d in episode.decisions)
         assert messages == 2 * 2 * turns
     with pytest.raises(ValueError, match="message_turns"):
         make_game("deal", message_turns=-1)

@@ -1,6 +1,16 @@
 """Games: rules only (state, observation text, legal actions, parsing, rewards).
 
 ``make_game(name, **params)`` builds any registered game; ``GAMES`` lists them.
+
+A game subclasses :class:`~detente.games.base.Game` as ``Game[A, V]``: ``A``
+the actions it takes (``Choice``, ``Proposal``, ``Message`` or a union for a
+game with phases), ``V`` what :meth:`~detente.games.base.Game.view` shows
+scripted players. ``detente.games.testing.check_game(game, seeds=(0, 1, 2))``
+checks a game against the whole contract of :mod:`detente.games.base` in one
+call, as PettingZoo's ``parallel_api_test`` checks an environment: it plays
+every seed with random legal actions, replays it, and raises
+``AssertionError`` naming the check, the seed and the round that failed.
+Every registered game passes it (``tests/test_game_conformance.py``).
 """
 
 from __future__ import annotations

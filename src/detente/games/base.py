@@ -23,8 +23,9 @@ from __future__ import annotations
 import random
 import re
 from abc import ABC, abstractmethod
+from collections.abc import Mapping
 from dataclasses import dataclass, field
-from typing import Any, ClassVar, TypeAlias
+from typing import ClassVar, Generic, TypeAlias, TypeVar
 
 Seat: TypeAlias = int
 """A player's position in the game: 0 or 1."""
@@ -112,6 +113,12 @@ class Message:
 
 Action: TypeAlias = Choice | Proposal | Message
 
+A = TypeVar("A", bound=Action)
+"""The actions a game takes, e.g. ``Choice``, or ``Message | Proposal`` for a game with two phases."""
+V = TypeVar("V")
+"""What a game's :meth:`Game.view` returns, e.g. :class:`~detente.games.ipd.MatrixView`."""
+_Kind = TypeVar("_Kind", Choice, Proposal, Message)
+
 
 @dataclass(frozen=True)
 class ParseError:
@@ -174,6 +181,18 @@ def _parse_message(spec: MessageSpec, raw: str) -> Message | ParseError:
     return Message(text)
 
 
+def expect(kind: type[_Kind], action: Action) -> _Kind:
+    """``action`` as the ``kind`` it is known to be; ``TypeError`` if it is not (a game's bug).
+
+    For :meth:`Game._apply` of a game with phases (``Game[Message | Proposal, ...]``):
+    :meth:`Game.step` has checked every action against its pending spec, so a phase knows which
+    kind it gets; ``expect(Message, actions[seat]).text`` says so to the type checker.
+    """
+    if not isinstance(action, kind):
+        raise TypeError(f"expected a {kind.__name__}, got {action!r}")
+    return action
+
+
 def fallback_action(spec: ActionSpec) -> Action:
     """The action taken for a player that gave no valid answer (counted as invalid)."""
     if isinstance(spec, ChoiceSpec):
@@ -207,15 +226,19 @@ class _Inbox:
     read: int = 0
 
 
-class Game(ABC):
+class Game(ABC, Generic[A, V]):
     """Base class of all games: round bookkeeping, inboxes, step contract.
 
-    Subclasses implement :meth:`_start` (deal the first round after reset),
-    :meth:`pending`, :meth:`_apply` (take one set of actions) and :meth:`view`.
+    ``Game[A, V]`` takes actions of type ``A`` and shows scripted players views of type ``V``,
+    e.g. ``MatrixGame(Game[Choice, MatrixView])``. Subclasses implement :meth:`_start` (deal the
+    first round after reset), :meth:`pending`, :meth:`_apply` (take one set of actions),
+    :meth:`view` and :meth:`max_welfare`. :func:`detente.games.testing.check_game` checks the
+    whole contract in one call.
     """
 
-    name: ClassVar[str]
-    """Registry name, e.g. ``"ipd"``."""
+    name: str
+    """Registry name, e.g. ``"ipd"``: a class attribute, or set in ``__init__`` by a class that
+    plays under several names (:class:`~detente.games.ipd.MatrixGame`)."""
     version: ClassVar[int]
     """Bumped whenever rules or rendered text change."""
     reward_scale: ClassVar[float]
@@ -242,15 +265,18 @@ class Game(ABC):
         """Set up the first round and tell both seats the rules."""
 
     @abstractmethod
-    def pending(self) -> dict[Seat, ActionSpec]:
-        """Seats that must act now, with what they may do; empty when done."""
+    def pending(self) -> Mapping[Seat, ActionSpec]:
+        """Seats that must act now, with what they may do; empty when done.
+
+        A subclass may return a narrower mapping, e.g. ``dict[Seat, ChoiceSpec]``.
+        """
 
     @abstractmethod
-    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float] | None:
+    def _apply(self, actions: dict[Seat, A]) -> tuple[float, float] | None:
         """Take checked actions; return the round's rewards if it ended, else None."""
 
     @abstractmethod
-    def view(self, seat: Seat) -> Any:
+    def view(self, seat: Seat) -> V:
         """Structured information available to ``seat`` (for scripted players)."""
 
     @abstractmethod
@@ -269,8 +295,12 @@ class Game(ABC):
         inbox = self._inboxes[seat]
         return "\n\n".join(inbox.texts[inbox.read:])
 
-    def step(self, actions: dict[Seat, Action]) -> tuple[float, float] | None:
-        """Apply one action per pending seat; return the round's rewards if the round ended."""
+    def step(self, actions: dict[Seat, A]) -> tuple[float, float] | None:
+        """Apply one action per pending seat; return the round's rewards if the round ended.
+
+        ``ValueError`` if the seats are not exactly the pending ones or an action does not fit
+        its seat's spec (checked at run time too: a caller's bug, never a player's).
+        """
         pending = self.pending()
         if set(actions) != set(pending):
             raise ValueError(f"expected actions for seats {sorted(pending)}, got {sorted(actions)}")

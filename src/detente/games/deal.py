@@ -50,7 +50,18 @@ import random
 from dataclasses import dataclass
 from typing import NamedTuple
 
-from detente.games.base import SEATS, Action, Game, MessageSpec, ProposalSpec, Seat, check_rounds, other
+from detente.games.base import (
+    SEATS,
+    Game,
+    Message,
+    MessageSpec,
+    Proposal,
+    ProposalSpec,
+    Seat,
+    check_rounds,
+    expect,
+    other,
+)
 from detente.games.split import points_text
 
 ITEMS = ("books", "hats", "balls")
@@ -108,10 +119,11 @@ def deal_rewards(
     """Both agents' rewards: own claim times own values if the claims are complementary, else 0, 0."""
     if not complementary(claims, pool):
         return 0.0, 0.0
-    return tuple(  # type: ignore[return-value]
-        float(sum(c * v for c, v in zip(claim, own, strict=True)))
-        for claim, own in zip(claims, values, strict=True)
-    )
+    return _worth(claims[0], values[0]), _worth(claims[1], values[1])
+
+
+def _worth(claim: Counts, values: Counts) -> float:
+    return float(sum(c * v for c, v in zip(claim, values, strict=True)))
 
 
 class Line(NamedTuple):
@@ -149,7 +161,7 @@ class DealView:
     history: tuple[DealRound, ...]
 
 
-class DealGame(Game):
+class DealGame(Game[Message | Proposal, DealView]):
     """Deal or No Deal: alternate messages, then complementary claims or nothing."""
 
     name = "deal"
@@ -196,10 +208,10 @@ class DealGame(Game):
         spec = self.specs[self.round]
         return {0: spec, 1: spec}
 
-    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float] | None:
+    def _apply(self, actions: dict[Seat, Message | Proposal]) -> tuple[float, float] | None:
         if self.turn < self.n_messages:
             (seat, action), = actions.items()
-            text = action.text  # type: ignore[union-attr]
+            text = expect(Message, action).text
             self.messages[-1].append((seat, text))
             self.turn += 1
             if self.turn < self.n_messages:
@@ -208,7 +220,7 @@ class DealGame(Game):
                 self._tell(other(seat), _heard(text) + "\n" + _PROPOSAL_ASK)
                 self._tell(seat, _PROPOSAL_ASK)
             return None
-        claims = (actions[0].counts, actions[1].counts)  # type: ignore[union-attr]
+        claims = (expect(Proposal, actions[0]).counts, expect(Proposal, actions[1]).counts)
         self.claims.append(claims)
         pool = self.pools[self.round]
         rewards = deal_rewards(claims, pool, self.values[self.round])

@@ -29,7 +29,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from detente.games.base import Action, ChoiceSpec, Game, Seat, check_rounds, other
+from detente.games.base import Choice, ChoiceSpec, Game, Seat, check_rounds, other
 
 COOPERATE, DEFECT = 0, 1
 LABELS = ("A", "B")
@@ -56,7 +56,7 @@ class MatrixView:
     other: tuple[int, ...]
 
 
-class MatrixGame(Game):
+class MatrixGame(Game[Choice, MatrixView]):
     """An iterated two-action matrix game given by its payoff table.
 
     ``name`` is the registry name it was built under (``ipd``, ``stag_hunt``, ``chicken``,
@@ -78,7 +78,7 @@ class MatrixGame(Game):
                 raise ValueError(f"unknown payoff preset {payoffs!r}; known: {', '.join(PRESETS)}")
             name = name or PRESET_NAMES[payoffs]
             payoffs = PRESETS[payoffs]
-        self.name = name or "matrix"  # type: ignore[misc]
+        self.name = name or "matrix"
         check_rounds(n_rounds)
         if continuation_prob is not None and not 0.0 <= continuation_prob < 1.0:
             raise ValueError(f"continuation_prob must be in [0, 1), got {continuation_prob}")
@@ -120,8 +120,8 @@ class MatrixGame(Game):
     def pending(self) -> dict[Seat, ChoiceSpec]:
         return {} if self.done else {0: MOVES, 1: MOVES}
 
-    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float]:
-        a0, a1 = actions[0].index, actions[1].index  # type: ignore[union-attr]
+    def _apply(self, actions: dict[Seat, Choice]) -> tuple[float, float]:
+        a0, a1 = actions[0].index, actions[1].index
         self.moves.append((a0, a1))
         rewards = self.payoffs[a0][a1]
         if len(self.moves) < self.n_rounds:

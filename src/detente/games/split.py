@@ -43,7 +43,7 @@ from __future__ import annotations
 import random
 from dataclasses import dataclass
 
-from detente.games.base import SEATS, Action, Game, ProposalSpec, Seat, check_rounds, other
+from detente.games.base import SEATS, Game, Proposal, ProposalSpec, Seat, check_rounds, other
 
 ITEMS = ("hats", "books", "balls")
 N_EACH = 10
@@ -120,7 +120,7 @@ class SplitView:
     history: tuple[SplitRound, ...]
 
 
-class SplitGame(Game):
+class SplitGame(Game[Proposal, SplitView]):
     """Split without communication: simultaneous proposals over public values."""
 
     name = "split"
@@ -148,8 +148,8 @@ class SplitGame(Game):
     def pending(self) -> dict[Seat, ProposalSpec]:
         return {} if self.done else {0: PROPOSAL, 1: PROPOSAL}
 
-    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float]:
-        claims = (actions[0].counts, actions[1].counts)  # type: ignore[union-attr]
+    def _apply(self, actions: dict[Seat, Proposal]) -> tuple[float, float]:
+        claims = (actions[0].counts, actions[1].counts)
         self.claims.append(claims)
         rewards = split_rewards(claims, self.values[self.round])
         next_round = self.round + 1

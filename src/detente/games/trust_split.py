@@ -48,10 +48,22 @@ message (scripted players and honesty statistics share it).
 
 from __future__ import annotations
 
+import random
 import re
 from dataclasses import dataclass
 
-from detente.games.base import SEATS, Action, Game, MessageSpec, ProposalSpec, Seat, check_rounds, other
+from detente.games.base import (
+    SEATS,
+    Game,
+    Message,
+    MessageSpec,
+    Proposal,
+    ProposalSpec,
+    Seat,
+    check_rounds,
+    expect,
+    other,
+)
 from detente.games.split import divide, points_text
 
 HANDS = ("rock", "paper", "scissors")
@@ -88,6 +100,12 @@ def stated_hand(text: str | None) -> str | None:
         return None
     found = {word.lower() for word in _HAND_WORD.findall(text)}
     return found.pop() if len(found) == 1 else None
+
+
+def draw_hands(rng: random.Random) -> tuple[str, str]:
+    """Both agents' hands for one round: two different hands, drawn without replacement."""
+    first, second = rng.sample(HANDS, 2)
+    return first, second
 
 
 def tas_rewards(coins: tuple[int, int], hands: tuple[str, str]) -> tuple[float, float]:
@@ -130,7 +148,7 @@ class TrustView:
     history: tuple[TrustRound, ...]
 
 
-class TrustSplitGame(Game):
+class TrustSplitGame(Game[Message | Proposal, TrustView]):
     """Trust-and-Split: two messages about private hands, then a coin split."""
 
     name = "trust_split"
@@ -145,9 +163,7 @@ class TrustSplitGame(Game):
         # Everything random is drawn up front so the same seed gives the same
         # hands and speaking order whatever the players do (SPEC 3 groups).
         self.first_speaker: Seat = self.rng.randrange(2)
-        self.hands: list[tuple[str, str]] = [
-            tuple(self.rng.sample(HANDS, 2)) for _ in range(self.n_rounds)  # type: ignore[misc]
-        ]
+        self.hands = [draw_hands(self.rng) for _ in range(self.n_rounds)]
         self.phase = 0
         """0: first speaker's message, 1: second speaker's message, 2: proposals."""
         self.messages: list[list[str]] = [["", ""]]
@@ -169,11 +185,11 @@ class TrustSplitGame(Game):
             return {other(first): MESSAGE}
         return {0: PROPOSAL, 1: PROPOSAL}
 
-    def _apply(self, actions: dict[Seat, Action]) -> tuple[float, float] | None:
+    def _apply(self, actions: dict[Seat, Message | Proposal]) -> tuple[float, float] | None:
         first = self.speaker(self.round)
         if self.phase < 2:
             seat = first if self.phase == 0 else other(first)
-            text = actions[seat].text  # type: ignore[union-attr]
+            text = expect(Message, actions[seat]).text
             self.messages[-1][seat] = text
             heard = _heard(text)
             if self.phase == 0:
@@ -183,7 +199,7 @@ class TrustSplitGame(Game):
                 self._tell(other(first), _PROPOSAL_ASK)
             self.phase += 1
             return None
-        coins = (actions[0].counts[0], actions[1].counts[0])  # type: ignore[union-attr]
+        coins = (expect(Proposal, actions[0]).counts[0], expect(Proposal, actions[1]).counts[0])
         self.coins.append(coins)
         hands = self.hands[self.round]
         rewards = tas_rewards(coins, hands)

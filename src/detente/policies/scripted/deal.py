@@ -11,7 +11,7 @@ from __future__ import annotations
 import itertools
 import random
 
-from detente.games.base import ActionSpec, MessageSpec, Proposal, parse_action
+from detente.games.base import ActionSpec, MessageSpec, Proposal, ProposalSpec, parse_action
 from detente.games.deal import ITEMS, POOL_VALUE, Counts, DealGame, DealView, proposal_spec
 from detente.policies.scripted.base import Scripted
 
@@ -21,7 +21,7 @@ def worth(claim: Counts, values: Counts) -> int:
     return sum(c * v for c, v in zip(claim, values, strict=True))
 
 
-class DealStrategy(Scripted):
+class DealStrategy(Scripted[DealView]):
     game_type = DealGame
     memory_depth = 0
 
@@ -30,7 +30,9 @@ class DealStrategy(Scripted):
         if isinstance(spec, MessageSpec):
             counts = " ".join(f"{item}={count}" for item, count in zip(ITEMS, plan, strict=True))
             return spec.render(f"I take {counts}.")
-        return spec.render(plan)  # type: ignore[arg-type]
+        if isinstance(spec, ProposalSpec):
+            return spec.render(plan)
+        raise TypeError(f"a Deal strategy writes messages and claims, not {spec!r}")
 
     def plan(self, view: DealView) -> Counts:
         """The counts (books, hats, balls) to take this round."""

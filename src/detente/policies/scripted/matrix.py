@@ -17,7 +17,7 @@ from detente.games.ipd import MOVES, MatrixGame, MatrixView
 from detente.policies.scripted.base import Scripted
 
 
-class MatrixStrategy(Scripted):
+class MatrixStrategy(Scripted[MatrixView]):
     game_type = MatrixGame
 
     def respond(self, view: MatrixView, spec: ActionSpec, rng: random.Random) -> str:

@@ -14,7 +14,7 @@ from detente.games.split import N_EACH, PROPOSAL, SplitGame, SplitView
 from detente.policies.scripted.base import Scripted
 
 
-class SplitStrategy(Scripted):
+class SplitStrategy(Scripted[SplitView]):
     game_type = SplitGame
     memory_depth = 0
 

@@ -24,7 +24,7 @@ from detente.games.trust_split import (
 from detente.policies.scripted.base import Scripted
 
 
-class TrustStrategy(Scripted):
+class TrustStrategy(Scripted[TrustView]):
     game_type = TrustSplitGame
 
     def respond(self, view: TrustView, spec: ActionSpec, rng: random.Random) -> str:
