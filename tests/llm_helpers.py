@@ -7,7 +7,7 @@ from collections.abc import Iterator
 import torch
 
 from detente.games.base import Action, Game, Seat
-from detente.policies.llm import LLMPolicy, Trajectory
+from detente.policies.llm import Chat, LLMPolicy
 from detente.policies.llm_backend import LoRAModel
 
 
@@ -61,8 +61,8 @@ class FakeGame(Game):
         return 0.0
 
 
-def all_records(policy: LLMPolicy) -> Iterator[tuple[Trajectory, object]]:
-    for pair in policy.trajectories:
+def all_records(policy: LLMPolicy) -> Iterator[tuple[Chat, object]]:
+    for pair in policy.chats:
         for chat in pair:
             for record in chat:
                 yield chat, record

@@ -161,7 +161,7 @@ def test_llm_agent_plays_a_match_and_sees_the_detente_observation(tiny_policy) -
     moves = match(player, axl.Alternator(), turns=8, seed=2)
     assert len(moves) == 8 and {own for own, _ in moves} <= {C, D}
     assert [theirs for _, theirs in moves] == [C, D] * 4
-    chat = tiny_policy.trajectories[0][0]
+    chat = tiny_policy.chats[0][0]
     users = [m["content"] for m in chat.messages if m["role"] == "user"]
     replies = [m["content"] for m in chat.messages if m["role"] == "assistant"]
     assert len(users) == len(replies) == 8 and len(chat.records) == 8
@@ -180,7 +180,7 @@ def test_llm_agent_in_a_tournament_meets_itself_in_both_seats(tiny_policy) -> No
     assert result.n_players == 2 and result.rank == result.ranked_names.index("detente:tiny") + 1
     assert result.decisions == 4 + 2 * 4 and result.invalid == 0  # vs Alternator, then self-play
     # the last match was self-play: the two copies shared slot 0, one seat each
-    assert [len(chat.records) for chat in tiny_policy.trajectories[0]] == [4, 4]
+    assert [len(chat.records) for chat in tiny_policy.chats[0]] == [4, 4]
 
 
 # ---------------------------------------------------------------- the command line

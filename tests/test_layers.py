@@ -61,7 +61,8 @@ def layer(module: str) -> int:
     best = None
     for rank, prefixes in enumerate(LAYERS):
         for prefix in prefixes:
-            if (module == prefix or module.startswith(prefix + ".")) and (best is None or len(prefix) > best[1]):
+            inside = module == prefix or module.startswith(prefix + ".")
+            if inside and (best is None or len(prefix) > best[1]):
                 best = (rank, len(prefix))
     assert best is not None, f"{module} is in no layer of LAYERS"
     return best[0]
@@ -90,7 +91,7 @@ def test_no_import_cycle():
         path.append(module)
         for target in sorted(GRAPH[module]):
             if state.get(target) == 1:
-                return path[path.index(target):] + [target]
+                return [*path[path.index(target):], target]
             if target not in state and (cycle := visit(target)):
                 return cycle
         path.pop()

@@ -30,7 +30,7 @@ def one_choice(temperature: float, spec=None):
     policy = LLMPolicy(lm, "learner", temperature=temperature)
     spec = spec or ChoiceSpec(("<A>", "<B>"))
     play([FakeGame(spec, n_rounds=1)], [(policy, policy)], [3])
-    chat = policy.trajectories[0][0]
+    chat = policy.chats[0][0]
     return lm, chat, chat[0]
 
 

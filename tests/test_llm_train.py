@@ -68,7 +68,7 @@ def first_batch(cfg, out, lm=None):
          streams=list(range(len(seatings))))
     rows = training_rows(seatings)
     C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-    return trainer, term_batch([trainer.learner.trajectories[s][t] for s, t in rows], C, 0)
+    return trainer, term_batch([trainer.learner.chats[s][t] for s, t in rows], C, 0)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
@@ -175,7 +175,7 @@ def first_move_logprobs(trainer):
     from detente.rollout.play import play
 
     play([make_game("ipd", n_rounds=1)], [(trainer.learner, trainer.learner)], [0])
-    return trainer.learner.trajectories[0][0][0].draws[0].logprobs
+    return trainer.learner.chats[0][0][0].draws[0].logprobs
 
 
 @pytest.mark.parametrize(("algorithm", "credited"), [("naive", 1), ("sum_rewards", 0)])
@@ -295,7 +295,7 @@ def test_no_policy_keeps_a_kv_cache_after_an_iteration(tmp_path):
     for _ in range(3):
         trainer.step()
         policies = [trainer.learner, *trainer.buffer.policies]
-        seen.append(sum(len(p.trajectories) for p in policies))
+        seen.append(sum(len(p.chats) for p in policies))
         assert sum(p.cache_bytes() for p in policies) == 0
     assert seen[-1] > seen[0]  # the buffer's policies played too
 

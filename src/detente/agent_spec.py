@@ -61,8 +61,8 @@ def parse_agent(text: str) -> AgentSpec:
     name = text.strip()
     if not name:
         raise ConfigError(f"an agent name is empty; valid forms: {FORMS}")
-    if name in ("human", "self", "base"):
-        return AgentSpec(name, name)  # type: ignore[arg-type]
+    if name in _BARE:
+        return AgentSpec(_BARE[name], name)
     if name.startswith(RUN_PREFIX):
         folder, sep, at = name.removeprefix(RUN_PREFIX).partition("@")
         if not folder:
@@ -93,5 +93,7 @@ def kind_names(kinds: Iterable[AgentKind]) -> list[str]:
     return [_KIND_NAMES[k] for k in kinds]
 
 
+_BARE: dict[str, AgentKind] = {"human": "human", "self": "self", "base": "base"}
+"""The names that are a kind on their own."""
 _KIND_NAMES = {"self": "self", "base": "base", "human": "human", "scripted": "a scripted strategy",
                "run": "run:DIR[@N]", "model": "model:NAME"}

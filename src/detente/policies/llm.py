@@ -33,7 +33,7 @@ layer) with exact sampling over legal actions instead of free text + parsing.
   so a round costs its new tokens only (``use_cache=False`` recomputes every
   chat from the start each call, for comparison).
 * **Records.** Every answer appends an :class:`ActionRecord` to
-  ``policy.trajectories[slot][seat]`` (a :class:`Trajectory`, reset by
+  ``policy.chats[slot][seat]`` (a :class:`Chat`, reset by
   :meth:`LLMPolicy.begin`): the action tokens, the round, where the tokens sit
   in the chat's token ids, and one sampler log-probability per *step* of the
   answer: per :class:`Draw` for choices and proposals (with every candidate,
@@ -113,8 +113,8 @@ class ActionRecord:
     logprob: float
     """Log-probability of the whole reply: the sum of ``step_logprobs``."""
     start: int | None
-    """Index of ``token_ids[0]`` in the chat's ``Trajectory.token_ids`` (None if the chat
-    had to be re-tokenised later, see ``Trajectory.resets``)."""
+    """Index of ``token_ids[0]`` in the chat's ``Chat.token_ids`` (None if the chat
+    had to be re-tokenised later, see ``Chat.resets``)."""
     attempt: int = 0
     """0 for a first answer, n for the n-th re-ask after rejected answers."""
     adapter: str | None = None
@@ -129,7 +129,7 @@ class ActionRecord:
 
 
 @dataclass
-class Trajectory:
+class Chat:
     """One seat's chat in one game: messages, token ids, and the policy's answers."""
 
     messages: list[dict[str, str]] = field(default_factory=list)
@@ -245,7 +245,7 @@ class _Step:
 @dataclass
 class _Job:
     decision: Decision
-    chat: Trajectory
+    chat: Chat
     kind: Kind
     attempt: int
     start: int
@@ -307,12 +307,12 @@ class LLMPolicy(Policy):
         self.use_cache = use_cache
         self.batch_size = batch_size
         self.max_message_tokens = max_message_tokens
-        self.trajectories: list[list[Trajectory]] = []
-        """``trajectories[slot][seat]``: the chat and records of that seat in that game."""
+        self.chats: list[list[Chat]] = []
+        """``chats[slot][seat]``: the chat and records of that seat in that game."""
         self.stats: Counter[str] = Counter()
         """Counts: decisions, invalid (replies the game's parser refuses), rejected (re-asks
         received), wrapped and truncated messages, template_resets, forward_tokens,
-        generated_tokens, act_seconds."""
+        generated_tokens, act_ms (milliseconds spent acting)."""
         tokenizer = model.tokenizer
         self._vocab = len(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -330,10 +330,10 @@ class LLMPolicy(Policy):
 
     # -- Policy protocol ----------------------------------------------------
     def begin(self, n_slots: int) -> None:
-        self.trajectories = [[self._new_chat(), self._new_chat()] for _ in range(n_slots)]
+        self.chats = [[self._new_chat(), self._new_chat()] for _ in range(n_slots)]
 
     def chat(self, slot: int, seat: Seat) -> list[dict[str, str]] | None:
-        return self.trajectories[slot][seat].messages if slot < len(self.trajectories) else None
+        return self.chats[slot][seat].messages if slot < len(self.chats) else None
 
     def act(self, decisions: Sequence[Decision]) -> list[str]:
         started = time.perf_counter()
@@ -348,30 +348,30 @@ class LLMPolicy(Policy):
         for job in jobs:
             self._close(job)
         self.stats["decisions"] += len(jobs)
-        self.stats["act_seconds"] += time.perf_counter() - started  # type: ignore[assignment]
+        self.stats["act_ms"] += round(1000 * (time.perf_counter() - started))
         return [job.reply for job in jobs]
 
     def end(self) -> None:
         """Drop every chat's key/value cache (records and token ids stay)."""
-        for pair in self.trajectories:
+        for pair in self.chats:
             for chat in pair:
                 chat.kv = None
 
     def cache_bytes(self) -> int:
         """Bytes of key/value cache the chats hold now."""
-        return sum(chat.kv.nbytes() for pair in self.trajectories for chat in pair if chat.kv is not None)
+        return sum(chat.kv.nbytes() for pair in self.chats for chat in pair if chat.kv is not None)
 
     # -- chats ----------------------------------------------------------------
-    def _new_chat(self) -> Trajectory:
-        chat = Trajectory()
+    def _new_chat(self) -> Chat:
+        chat = Chat()
         if self.system_prompt:
             chat.messages.append({"role": "system", "content": self.system_prompt})
         return chat
 
-    def _chat(self, slot: int, seat: int) -> Trajectory:
-        while len(self.trajectories) <= slot:
-            self.trajectories.append([self._new_chat(), self._new_chat()])
-        return self.trajectories[slot][seat]
+    def _chat(self, slot: int, seat: int) -> Chat:
+        while len(self.chats) <= slot:
+            self.chats.append([self._new_chat(), self._new_chat()])
+        return self.chats[slot][seat]
 
     def _open(self, decision: Decision) -> _Job:
         """Add the user turn for ``decision`` to its chat and tokenise it."""
@@ -393,7 +393,7 @@ class LLMPolicy(Policy):
             job.steps = self._steps(spec)
         return job
 
-    def _render(self, chat: Trajectory) -> None:
+    def _render(self, chat: Chat) -> None:
         """Extend the chat's token ids with the tokens of its newly rendered text."""
         text = self.lm.tokenizer.apply_chat_template(
             chat.messages, tokenize=False, add_generation_prompt=True
@@ -459,8 +459,9 @@ class LLMPolicy(Policy):
                     continue
                 step = job.steps[s]
                 self._append(job, step.forced, step.forced_text)
-                trees.append(candidate_tree(job.chat.token_ids[batch.lengths[b]:], step.candidates))
-                self.stats["forward_tokens"] += len(trees[-1].query.tokens)  # type: ignore[union-attr]
+                tree = candidate_tree(job.chat.token_ids[batch.lengths[b]:], step.candidates)
+                trees.append(tree)
+                self.stats["forward_tokens"] += len(tree.query.tokens)
             # 2. one forward scores every candidate
             outs = batch.step([tree.query if tree else None for tree in trees])
             # 3. draw, and append the drawn candidate to the chat
@@ -477,8 +478,10 @@ class LLMPolicy(Policy):
         for job in jobs:
             spec = job.decision.spec
             picks = [draw.pick for draw in job.draws]
-            job.reply = (spec.render(picks[0]) if isinstance(spec, ChoiceSpec)
-                         else spec.render(tuple(picks)))  # type: ignore[union-attr, arg-type]
+            if isinstance(spec, ChoiceSpec):
+                job.reply = spec.render(picks[0])
+            elif isinstance(spec, ProposalSpec):
+                job.reply = spec.render(tuple(picks))
             job.content = job.reply
         self._keep(jobs, batch)
 
@@ -506,7 +509,7 @@ class LLMPolicy(Policy):
     def _write(self, model: Any, jobs: list[_Job]) -> None:
         """Sample messages token by token, all chats of the chunk together."""
         batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
-        limits = [self._message_limit(job.decision.spec) for job in jobs]  # type: ignore[arg-type]
+        limits = [self._message_limit(job.decision.spec) for job in jobs]
         generated: list[list[int]] = [[] for _ in jobs]
         active = [True] * len(jobs)
         stopped = [False] * len(jobs)
@@ -570,14 +573,16 @@ class LLMPolicy(Policy):
         logp = next_token_logprobs(logits.double(), self._vocab, self.temperature)
         return _inverse_cdf(logp, decision.rng.random())
 
-    def _message_limit(self, spec: MessageSpec) -> int:
+    def _message_limit(self, spec: ActionSpec) -> int:
+        if not isinstance(spec, MessageSpec):
+            raise TypeError(f"a message limit needs a MessageSpec, got {spec!r}")
         if self.max_message_tokens is not None:
             return self.max_message_tokens
         # ~3+ characters per token in English, plus room for the two delimiters
         return spec.max_chars // 3 + len(self._encode(spec.start)) + len(self._encode(spec.end)) + 4
 
     # -- cache helpers ------------------------------------------------------------
-    def _past(self, chat: Trajectory) -> KV | None:
+    def _past(self, chat: Chat) -> KV | None:
         """The chat's cache, cropped so at least its last token is fed again (its logits are needed)."""
         if not self.use_cache or chat.kv is None:
             return None

@@ -115,8 +115,8 @@ def decide(
                 retry.append(replace(ask, retry=parsed))
                 continue
             valid = not isinstance(parsed, ParseError)
-            action = parsed if valid else fallback_action(ask.spec)
-            record = DecisionRecord(ask.game.round, ask.seat, raw, action, valid, tries)  # type: ignore[arg-type]
+            action = fallback_action(ask.spec) if isinstance(parsed, ParseError) else parsed
+            record = DecisionRecord(ask.game.round, ask.seat, raw, action, valid, tries)
             settled.append((ask, record))
         asks = retry
         if not asks:

@@ -49,7 +49,7 @@ from detente.errors import ConfigError, TrainingStopped
 from detente.games import make_game
 from detente.games.base import Game, Seat, other
 from detente.policies.base import Policy
-from detente.policies.llm import LLMPolicy, Trajectory
+from detente.policies.llm import Chat, LLMPolicy
 from detente.policies.llm_backend import LoRAModel
 from detente.rollout.play import Episode, play, transcript
 from detente.runs import (
@@ -185,7 +185,7 @@ class LLMTrainer:
         rows = training_rows(seatings)
         C, _ = round_credit(cfg, games, rows, self.reward_scale)
         # ---- the SPEC 3 loss on the learner's steps
-        chats = [self.learner.trajectories[slot][seat] for slot, seat in rows]
+        chats = [self.learner.chats[slot][seat] for slot, seat in rows]
         batches = self._term_batches(chats, C)
         data = {key: self.learner.stats[key] - stats_before[key] for key in DATA_STATS}
         data["lost_terms"] = sum(b.lost for b in batches)
@@ -211,7 +211,7 @@ class LLMTrainer:
             self.buffer.add(self.iteration)
         return line
 
-    def _term_batches(self, chats: Sequence[Trajectory], C: Tensor) -> list[TermBatch]:
+    def _term_batches(self, chats: Sequence[Chat], C: Tensor) -> list[TermBatch]:
         """The loss terms of ``chats`` in micro-batches of ``train.micro_batch`` chats."""
         size = self.config.train.micro_batch
         pad = self.lm.tokenizer.pad_token_id or 0

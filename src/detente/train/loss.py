@@ -41,12 +41,10 @@ def policy_loss(
                     ("logp_ref", logp_ref)):
         if x is not None and x.shape != logp.shape:
             raise ValueError(f"{name} shape {tuple(x.shape)} differs from logp shape {tuple(logp.shape)}")
-    if kappa > 0 and logp_ref is None:
-        raise ValueError("kappa > 0 needs logp_ref (log-probs under the reference policy)")
     rho = torch.ones_like(logp) if logp_sampler is None else truncated_ratio(logp, logp_sampler, rho_max)
     per_decision = -C.detach() * rho * logp - eta * H
     if kappa > 0:
-        per_decision = per_decision + kappa * rho * k3(logp, logp_ref)  # type: ignore[arg-type]
+        per_decision = per_decision + kappa * rho * k3(logp, _needed(logp_ref))
     if mask is None:
         return per_decision.mean()
     m = mask.to(per_decision.dtype)
@@ -73,15 +71,19 @@ def clipped_policy_loss(
     arXiv 1707.06347); ``C`` is the same credit as :func:`policy_loss` takes.
     Several epochs over one batch stay close to the policy that sampled it.
     """
-    if kappa > 0 and logp_ref is None:
-        raise ValueError("kappa > 0 needs logp_ref (log-probs under the reference policy)")
     C = C.detach()
     ratio = torch.exp(logp - logp_old)
     surrogate = torch.minimum(ratio * C, ratio.clamp(1 - eps, 1 + eps) * C)
     per_token = -surrogate - eta * H
     if kappa > 0:
-        per_token = per_token + kappa * k3(logp, logp_ref)  # type: ignore[arg-type]
+        per_token = per_token + kappa * k3(logp, _needed(logp_ref))
     return per_token.mean()
+
+
+def _needed(logp_ref: Tensor | None) -> Tensor:
+    if logp_ref is None:
+        raise ValueError("kappa > 0 needs logp_ref (log-probs under the reference policy)")
+    return logp_ref
 
 
 def truncated_ratio(logp: Tensor, logp_sampler: Tensor, rho_max: float) -> Tensor:

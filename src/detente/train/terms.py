@@ -43,7 +43,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from detente.policies.llm import ActionRecord, Draw, Trajectory, next_token_logprobs
+from detente.policies.llm import ActionRecord, Chat, Draw, next_token_logprobs
 
 
 @dataclass
@@ -95,7 +95,7 @@ class _Row:
         return len(self.tokens) - 1
 
 
-def term_batch(chats: Sequence[Trajectory], credit: Tensor, pad_id: int = 0) -> TermBatch:
+def term_batch(chats: Sequence[Chat], credit: Tensor, pad_id: int = 0) -> TermBatch:
     """Lay out the terms of ``chats`` (row m gets ``credit[m, round]``, credit ``(M, T)``).
 
     Rejected replies are not trained (the game refused them); replies whose chat was
