@@ -49,6 +49,7 @@ def main() -> int:
     import safetensors.torch
 
     import detente.train.llm as trainer
+    import detente.train.metrics as metrics
     from detente.cli import main as detente
     from detente.policies.llm import LLMPolicy
 
@@ -64,7 +65,7 @@ def main() -> int:
         on_nth_call(trainer.LLMTrainer, "save", n)
     elif point == "metrics-torn":
         calls = {"count": 0}
-        real = trainer.append_metrics
+        real = metrics.append_metrics
 
         def torn(folder, line):
             calls["count"] += 1
@@ -75,7 +76,7 @@ def main() -> int:
                 die()
             real(folder, line)
 
-        trainer.append_metrics = torn
+        metrics.append_metrics = torn
     elif point != "none":
         raise SystemExit(f"unknown kill point {point!r}")
     return detente(args)

@@ -114,3 +114,22 @@ def test_resume_refuses_an_edited_config_unless_forced(tmp_path, tiny_model_dir,
     assert main(["train", "--resume", str(out), "--force"]) == 0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [0, 1]
+
+
+def test_tensorboard_writes_every_metric_as_a_scalar_beside_metrics_jsonl(tmp_path):
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    from detente.runs import read_metrics
+
+    out = tmp_path / "run"
+    assert main(["train", "ipd_tabular_adalign", "--set", "train.iterations=4", "--set", "eval_games=2",
+                 "--tensorboard", "--out", str(out)]) == 0
+    events = EventAccumulator(str(out / "tensorboard"))
+    events.Reload()
+    lines = read_metrics(out)
+    tags = set(events.Tags()["scalars"])
+    assert tags == {k for k, v in lines[0].values.items() if v is not None}
+    assert "reward/learner" in tags and "behaviour/cooperation_rate" in tags
+    learner = events.Scalars("reward/learner")
+    assert [e.step for e in learner] == [0, 1, 2, 3]
+    assert [e.value for e in learner] == pytest.approx([line.values["reward/learner"] for line in lines])

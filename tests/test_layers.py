@@ -15,12 +15,12 @@ import detente
 ROOT = Path(detente.__file__).resolve().parent
 LAYERS = [
     ("detente", "detente.errors", "detente.atomic", "detente.progress", "detente.agent_spec"),
-    ("detente.games",),
+    ("detente.games", "detente.credit"),  # credit is pure tensor code: it imports nothing of detente
     ("detente.policies", "detente.models"),
     ("detente.config",),
     ("detente.runs",),
     ("detente.agents", "detente.rollout"),
-    ("detente.credit", "detente.behaviour"),
+    ("detente.behaviour",),
     ("detente.train",),
     ("detente.eval",),
     ("detente.report",),

@@ -391,3 +391,31 @@ def test_loading_weights_that_do_not_fit_names_both_sides(tmp_path):
             r".*file \(2, 32\) vs adapter \(4, 32\)")
     with pytest.raises(ValueError, match=fits):
         lm.load_weights("learner", saved)
+
+
+# --------------------------------------------------------------------------
+# The scoring steps, each on its own
+# --------------------------------------------------------------------------
+def test_candidate_tree_feeds_each_shared_prefix_once():
+    from detente.policies.llm import candidate_tree
+
+    tree = candidate_tree([5, 6], [[1, 2, 3], [1, 2, 4], [7]])
+    # the chain is kept; the branch tokens 1 and 2 serve both long candidates, [7] needs none
+    assert tree.query.tokens == [5, 6, 1, 2] and tree.query.parents == [-1, 0, 1, 2]
+    assert tree.query.keep == 2 and tree.query.want == [1, 2, 3]
+    # rows of the returned logits: 0 after the chain, 1 after (1,), 2 after (1, 2)
+    assert tree.reads == [[(0, 1), (1, 2), (2, 3)], [(0, 1), (1, 2), (2, 4)], [(0, 7)]]
+    with pytest.raises(ValueError, match="at least one chain token"):
+        candidate_tree([], [[1]])
+
+
+def test_candidate_scores_sum_each_candidates_token_logprobs():
+    from detente.policies.llm import candidate_scores, next_token_logprobs
+
+    logits = torch.tensor([[0.0, 1.0, 2.0, 3.0], [3.0, 2.0, 1.0, 0.0]])
+    logp = next_token_logprobs(logits, vocab=3)  # the 4th id is padding: never scored
+    assert logp.shape == (2, 3) and float(logp[0].exp().sum()) == pytest.approx(1.0)
+    scores = candidate_scores([[(0, 2), (1, 0)], [(0, 1)]], logp)
+    assert scores.tolist() == pytest.approx([float(logp[0, 2] + logp[1, 0]), float(logp[0, 1])])
+    hot = next_token_logprobs(logits, vocab=3, temperature=0.5)
+    assert hot[0].tolist() == pytest.approx((logits[0, :3] / 0.5).log_softmax(0).tolist())

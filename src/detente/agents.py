@@ -82,9 +82,7 @@ class AgentPool:
         lm = self._model(agent.model, config)
         adapter = f"agent-{len(lm.adapters)}"
         lm.load_adapter(adapter, checkpoint_folder(spec) / ADAPTER_DIR)
-        return LLMPolicy(lm, adapter, name=spec.text, temperature=agent.temperature,
-                         system_prompt=agent.system_prompt, batch_size=agent.act_batch_size,
-                         max_message_tokens=agent.max_message_tokens)
+        return LLMPolicy(lm, adapter, name=spec.text, **agent.policy_options())
 
     def _model(self, name: str, config: RunConfig | None) -> LoRAModel:
         if name not in self.models:

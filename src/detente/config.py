@@ -26,6 +26,7 @@ from detente.agent_spec import (
     kind_names,
     parse_agent,
 )
+from detente.credit import Algorithm
 from detente.errors import ConfigError
 from detente.games import GAMES, make_game
 from detente.games.base import Game
@@ -43,8 +44,7 @@ class Strict(BaseModel):
 
 # ---------------------------------------------------------------- game
 class GameConfig(Strict):
-    name: str = Field("ipd", description="Registered game: ipd, stag_hunt, chicken, matrix, split, "
-                      "trust_split, deal.")
+    name: str = Field("ipd", description=f"Registered game: {', '.join(GAMES)}.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the game, "
                                    "e.g. {n_rounds: 10, continuation_prob: 0.9}.")
 
@@ -78,10 +78,16 @@ class AgentConfig(Strict):
                                            "message; None derives it from the game's character limit.")
     act_batch_size: int = Field(16, ge=1, description="llm: chats per forward pass when acting.")
 
+    def policy_options(self) -> dict[str, Any]:
+        """The :class:`~detente.policies.llm.LLMPolicy` settings this config gives (the one place they
+        are mapped: the trainer, its co-players and ``run:`` agents all act with them)."""
+        return {"temperature": self.temperature, "system_prompt": self.system_prompt,
+                "batch_size": self.act_batch_size, "max_message_tokens": self.max_message_tokens}
+
 
 # ---------------------------------------------------------------- credit
 class CreditConfig(Strict):
-    algorithm: Literal["naive", "sum_rewards", "adalign"] = Field(
+    algorithm: Algorithm = Field(
         "adalign", description="Credit rule (SPEC 3). naive: own advantage; sum_rewards: own + "
         "co-player's advantage; adalign: Advantage Alignment.")
     gamma: float = Field(0.9, ge=0.0, le=1.0, description="Discount. Paper code: 0.9 IPD and Split, "
@@ -137,6 +143,9 @@ class TrainConfig(Strict):
                                   "iterations (the resume state is saved after every iteration).")
     transcripts: int = Field(4, ge=0, description="llm: games per iteration written to "
                              "transcripts/iter_N.jsonl.")
+    tensorboard: bool = Field(False, description="Also write every metric as a TensorBoard scalar in "
+                              "<run>/tensorboard/ (needs the tensorboard package: the tensorboard extra); "
+                              "watch with `tensorboard --logdir runs`.")
 
 
 class BufferConfig(Strict):

@@ -135,6 +135,12 @@ def read_config(folder: Path, name: str = CONFIG) -> RunConfig:
         raise ConfigError(f"{path}: {error}") from None
 
 
+def read_config_text(folder: Path) -> str | None:
+    """``config.yaml`` as written, or None without one (for a report)."""
+    path = Path(folder) / CONFIG
+    return path.read_text() if path.is_file() else None
+
+
 def read_config_data(path: Path) -> dict[str, Any]:
     """A config file as plain data, not validated (what a checkpoint was trained with); a
     :class:`RunFileError` if it is not YAML."""
@@ -253,6 +259,22 @@ def read_latest(folder: Path) -> Path | None:
         return None
     pointer = _parse(CheckpointPointer, path, _read_json(path))
     return path.parent / pointer.folder
+
+
+def write_state(checkpoint: Path, data: bytes) -> None:
+    """A checkpoint's ``state.pt`` (the trainer serialises it; written atomically, fsynced)."""
+    write_atomic(Path(checkpoint) / STATE_FILE, data)
+
+
+def state_path(checkpoint: Path) -> Path:
+    """Where a checkpoint's ``state.pt`` is, for the trainer's ``torch.load``."""
+    return Path(checkpoint) / STATE_FILE
+
+
+# ---------------------------------------------------------------- report.html
+def write_page(path: Path, html: str) -> None:
+    """A report page (``report.html`` in its folder, or wherever ``--out`` says)."""
+    write_atomic(Path(path), html)
 
 
 # ---------------------------------------------------------------- policy.json (tabular)

@@ -28,6 +28,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "saved iteration")
     train.add_argument("--force", action="store_true", help="with --resume: resume even though DIR's "
                        "config.yaml differs from the config its checkpoint was trained with")
+    train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to "
+                       "<run>/tensorboard/ (the same as --set train.tensorboard=true)")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.add_argument("--help-config", action="store_true", help="print every config key with its "
                        "type, default and description, and exit")
@@ -54,7 +56,9 @@ def cmd_train(args: argparse.Namespace) -> None:
             raise UsageError(f"{out} is not a run folder: {path} is missing")
     else:
         path = resolve_config(args.config or DEFAULT_CONFIG)
-    config = load_config(path, args.set)
+    if args.tensorboard and args.resume:
+        raise UsageError("--tensorboard is part of a run's config: a resumed run keeps its own setting")
+    config = load_config(path, [*args.set, *(["train.tensorboard=true"] if args.tensorboard else [])])
     if args.print_config:
         console.print(dump_config(config), end="", markup=False)
         return

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from detente.atomic import write_atomic
 from detente.report.page import (
     ReportError,
     crossplay_section,
@@ -36,14 +35,14 @@ from detente.report.page import (
     render_report,
     transcript_section,
 )
-from detente.runs import REPORT
+from detente.runs import REPORT, write_page
 
 
 def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
     """Render the report of ``run_dir`` to ``out`` (default ``run_dir/report.html``); return its path."""
     run_dir = Path(run_dir)
     path = run_dir / REPORT if out is None else Path(out)
-    write_atomic(path, render_report(run_dir))
+    write_page(path, render_report(run_dir))
     return path
 
 

@@ -16,6 +16,7 @@ from detente.runs import (
     RunFileError,
     TranscriptLine,
     read_config_data,
+    read_config_text,
     read_crossplay,
     read_transcripts,
     scan_metrics,
@@ -92,10 +93,10 @@ def load_transcripts(folder: Path, budget: int = TRANSCRIPT_BUDGET) -> tuple[lis
 
 def load_config_facts(folder: Path) -> tuple[str | None, list[tuple[str, str]]]:
     """config.yaml's text and a few (label, value) facts from it for the page header."""
-    path = folder / CONFIG
-    if not path.is_file():
+    text = read_config_text(folder)
+    if text is None:
         return None, []
-    text = path.read_text()
+    path = folder / CONFIG
     try:
         config = read_config_data(path)
     except RunFileError:  # not YAML: show the text, no facts

@@ -41,7 +41,7 @@ import torch
 from torch import Tensor
 
 from detente.agents import make_agent, preflight
-from detente.atomic import fresh_dir, sweep_temp, write_atomic
+from detente.atomic import fresh_dir, sweep_temp
 from detente.behaviour import behaviour
 from detente.config import RunConfig
 from detente.credit import pair_credit
@@ -58,22 +58,23 @@ from detente.runs import (
     CHECKPOINTS,
     CONFIG,
     LATEST,
-    STATE_FILE,
     MetricsLine,
-    append_metrics,
     checkpoint_dir,
     read_config_data,
     read_latest,
     read_metrics,
+    state_path,
     transcript_path,
     write_config,
     write_latest,
     write_metrics,
     write_run_info,
+    write_state,
     write_transcripts,
 )
 from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
+from detente.train.metrics import MetricsLog
 from detente.train.seating import Seating, plan, training_rows
 from detente.train.terms import TermBatch, term_batch, term_logprobs
 
@@ -145,10 +146,7 @@ class LLMTrainer:
         self.nonfinite_in_a_row = 0
 
     def _policy(self, adapter: str | None, name: str) -> LLMPolicy:
-        agent = self.config.agent
-        return LLMPolicy(self.lm, adapter, name=name, temperature=agent.temperature,
-                         system_prompt=agent.system_prompt, batch_size=agent.act_batch_size,
-                         max_message_tokens=agent.max_message_tokens)
+        return LLMPolicy(self.lm, adapter, name=name, **self.config.agent.policy_options())
 
     def _coplayer(self, game: Game) -> Policy | None:
         name = self.config.coplayer
@@ -162,12 +160,16 @@ class LLMTrainer:
     def train(self, on_iteration: Callable[[MetricsLine], None] | None = None) -> MetricsLine | None:
         """Run the remaining iterations; return the last metrics line (None if none was left)."""
         line = None
-        while self.iteration < self.config.train.iterations:
-            line = self.step()
-            append_metrics(self.out, line)
-            self.save()
-            if on_iteration is not None:
-                on_iteration(line)
+        log = MetricsLog(self.out, self.config.train.tensorboard, self.iteration)
+        try:
+            while self.iteration < self.config.train.iterations:
+                line = self.step()
+                log.write(line)
+                self.save()
+                if on_iteration is not None:
+                    on_iteration(line)
+        finally:
+            log.close()
         return line
 
     def step(self) -> MetricsLine:
@@ -340,7 +342,7 @@ class LLMTrainer:
                  "nonfinite": (self.nonfinite_steps, self.nonfinite_in_a_row)}
         data = io.BytesIO()
         torch.save(state, data)
-        write_atomic(folder / STATE_FILE, data.getvalue())
+        write_state(folder, data.getvalue())
         write_config(folder, self.config)  # what this checkpoint was trained with
         previous = read_latest(self.out)
         write_latest(self.out, self.iteration)
@@ -354,7 +356,7 @@ class LLMTrainer:
     def resume(self) -> None:
         """Load the last saved state of ``out``; drop metrics of iterations after it."""
         folder = resume_point(self.out)
-        state = torch.load(folder / STATE_FILE, weights_only=False)
+        state = torch.load(state_path(folder), weights_only=False)
         sweep_temp(self.out)
         self.lm.load_weights(LEARNER, folder / ADAPTER_DIR)
         self.optimizer.load_state_dict(state["optimizer"])

@@ -40,7 +40,8 @@ from torch import Tensor
 
 from detente.config import GameConfig, Strict
 from detente.policies.tabular import FIRST, STATES, joint_state
-from detente.runs import MetricsLine, append_metrics, write_config, write_metrics, write_run_info
+from detente.runs import MetricsLine, write_config, write_metrics, write_run_info
+from detente.train.metrics import MetricsLog
 from detente.train.tabular import matrix_game, one_thread, payoff_tensor, table_figures
 from detente.train.tabular_pair import COPLAYER, pair_summary, save_pair
 
@@ -95,6 +96,7 @@ def _train(
     write_run_info(out_dir, "lola", game)
     write_config(out_dir, config)
     write_metrics(out_dir, [])
+    log = MetricsLog(out_dir)
     began = time.perf_counter()
     for iteration in range(config.iterations):
         start = time.perf_counter()
@@ -112,9 +114,10 @@ def _train(
             **{COPLAYER + key: value for key, value in figures[1].items()},
             "perf/seconds": time.perf_counter() - start,
         })
-        append_metrics(out_dir, line)
+        log.write(line)
         if on_iteration is not None:
             on_iteration(line)
+    log.close()
 
     final = [theta.detach().tolist() for theta in thetas]  # 2 x (5,)
     save_pair(out_dir, final, config.game.name)

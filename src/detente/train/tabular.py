@@ -45,7 +45,6 @@ from detente.policies.tabular import FIRST, STATES, joint_state, scripted_table
 from detente.runs import (
     MetricsLine,
     TabularPolicyFile,
-    append_metrics,
     read_policy,
     write_config,
     write_metrics,
@@ -53,6 +52,7 @@ from detente.runs import (
     write_run_info,
 )
 from detente.train.loss import policy_loss
+from detente.train.metrics import MetricsLog
 
 SELF = "self"
 
@@ -108,6 +108,7 @@ def _train(
     write_run_info(out_dir, "tabular", game)
     write_config(out_dir, config)
     write_metrics(out_dir, [])
+    log = MetricsLog(out_dir, config.train.tensorboard)
     began = time.perf_counter()
     for iteration in range(config.train.iterations):
         start = time.perf_counter()
@@ -121,9 +122,10 @@ def _train(
             **batch_figures(batch, learner_seats), **losses, **table_figures(logits),
             "perf/seconds": time.perf_counter() - start,
         })
-        append_metrics(out_dir, line)
+        log.write(line)
         if on_iteration is not None:
             on_iteration(line)
+    log.close()
 
     final = logits.detach().tolist()
     write_policy(out_dir, TabularPolicyFile.from_logits(final, config.game.name))

@@ -39,12 +39,12 @@ from detente.runs import (
     POLICY_FILE,
     MetricsLine,
     TabularPolicyFile,
-    append_metrics,
     write_config,
     write_metrics,
     write_policy,
     write_run_info,
 )
+from detente.train.metrics import MetricsLog
 from detente.train.tabular import (
     batch_figures,
     matrix_game,
@@ -104,6 +104,7 @@ def _train_pair(
     write_config(out_dir, config_a)
     write_config(out_dir, config_b, COPLAYER_CONFIG)
     write_metrics(out_dir, [])
+    log = MetricsLog(out_dir, config_a.train.tensorboard)
     began = time.perf_counter()
     for iteration in range(config_a.train.iterations):
         start = time.perf_counter()
@@ -121,9 +122,10 @@ def _train_pair(
             **{COPLAYER + key: value for key, value in figures[1].items() if not key.startswith("reward/")},
             "perf/seconds": time.perf_counter() - start,
         })
-        append_metrics(out_dir, line)
+        log.write(line)
         if on_iteration is not None:
             on_iteration(line)
+    log.close()
 
     final = [logits.detach().tolist() for logits, _ in learners]  # 2 x (5,)
     save_pair(out_dir, final, config_a.game.name)
