@@ -60,7 +60,7 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
     attention = torch.ones_like(ids)
     action = torch.rand(args.chats, args.tokens) < args.action_share
     if args.way == "checkpointing":
-        lm.base.activation_checkpointing_enable({"use_reentrant": False})
+        lm.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
     loaded = rss_bytes()
     Path("/proc/self/clear_refs").write_text("5")  # reset the peak (VmHWM) to the current RSS
     with lm.active("learner") as model:

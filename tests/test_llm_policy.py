@@ -419,3 +419,45 @@ def test_candidate_scores_sum_each_candidates_token_logprobs():
     assert scores.tolist() == pytest.approx([float(logp[0, 2] + logp[1, 0]), float(logp[0, 1])])
     hot = next_token_logprobs(logits, vocab=3, temperature=0.5)
     assert hot[0].tolist() == pytest.approx((logits[0, :3] / 0.5).log_softmax(0).tolist())
+
+
+# --------------------------------------------------------------------------
+# Work counted, not timed: shared prefixes and the cache
+# --------------------------------------------------------------------------
+def test_a_shared_prefix_is_forwarded_once_per_batch():
+    """16 chats of 8 IPD games start with the same rules: with sharing they are forwarded once, and
+    every token the sharing saved is one the unshared rollout forwarded; the draws are the same."""
+    runs = {}
+    for share in (True, False):
+        lm = tiny_lm()
+        policy = LLMPolicy(lm, None, share_prefixes=share, batch_size=4)
+        games = [make_game("ipd", n_rounds=2) for _ in range(8)]
+        play(games, [(policy, policy)] * 8, range(8))
+        runs[share] = policy
+    shared, unshared = runs[True], runs[False]
+    first = shared.chats[0][0]
+    prompt = first.records[0].start  # tokens before the first answer: rules and the question
+    assert shared.stats["shared_tokens"] == 15 * (prompt - 1)  # one forward instead of 16
+    assert shared.stats["forward_tokens"] + shared.stats["shared_tokens"] == unshared.stats["forward_tokens"]
+    for a, b in zip(all_records(shared), all_records(unshared), strict=True):
+        assert a[1].choice == b[1].choice
+        assert a[1].draws[0].logprobs == pytest.approx(b[1].draws[0].logprobs, abs=1e-5)
+
+
+def test_the_cache_path_feeds_only_the_new_tokens_of_each_round():
+    """With the cache, every chat token goes through the model once (the last answer never does), plus the
+    scoring branches of the candidates; without it each round recomputes the whole chat."""
+    from detente.policies.llm import candidate_tree
+
+    lm = tiny_lm()
+    cached = LLMPolicy(lm, None, share_prefixes=False)
+    fresh = LLMPolicy(lm, None, use_cache=False)
+    for policy in (cached, fresh):
+        play([make_game("ipd", n_rounds=5)], [(policy, policy)], [0])
+    chats = [chat for pair in cached.chats for chat in pair]
+    options = [cached._encode(o) for o in ("<A>", "<B>")]
+    branches = len(candidate_tree([0], options).query.tokens) - 1  # per decision
+    decisions = sum(len(chat.records) for chat in chats)
+    fed = sum(len(chat.token_ids) - len(chat.records[-1].token_ids) for chat in chats)
+    assert cached.stats["forward_tokens"] == fed + decisions * branches
+    assert fresh.stats["forward_tokens"] > 2 * cached.stats["forward_tokens"]

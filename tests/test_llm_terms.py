@@ -97,3 +97,45 @@ def test_a_proposal_is_one_term_per_field_and_its_forced_pieces_are_not_trained(
         logp, _ = term_logprobs(model, batch, len(lm.tokenizer), 1.0)
     assert logp.tolist() == pytest.approx(record.step_logprobs, abs=1e-5)
     assert float(logp.sum()) == pytest.approx(record.logprob, abs=1e-5)
+
+
+@pytest.mark.parametrize("game", ["ipd", "trust_split"])
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_a_shared_prefix_gives_the_unshared_loss_and_gradients(tmp_path, game, checkpointing):
+    """The chats' common first tokens forwarded once, their keys/values expanded to every row: the same
+    log-probabilities, entropies and LoRA gradients as forwarding every chat in full, with and without
+    gradient checkpointing."""
+    from detente.config import load_config
+    from detente.train.llm import LLMTrainer, round_credit
+    from detente.train.seating import plan, training_rows
+
+    cfg = load_config(None, ["agent.kind=llm", f"game.name={game}", "game.params={n_rounds: 2}",
+                             "agent.max_message_tokens=5", "train.games_per_iteration=4",
+                             "credit.group_size=2",
+                             f"train.gradient_checkpointing={str(checkpointing).lower()}"])
+    lm = tiny_lm()
+    lm.add_adapter("learner")
+    perturb(lm, "learner", seed=2, scale=0.3)
+    trainer = LLMTrainer(cfg, tmp_path, lm=lm)
+    seatings = plan(cfg, 0, trainer.learner, None, [])
+    games = [trainer.game_factory() for _ in seatings]
+    play(games, [s.players for s in seatings], [s.seed for s in seatings], streams=list(range(len(seatings))))
+    rows = training_rows(seatings)
+    C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
+    chats = [trainer.learner.chats[slot][seat] for slot, seat in rows]
+    results = {}
+    for share in (True, False):
+        batch = term_batch(chats, C, 0, share_prefix=share)
+        with lm.active("learner") as model:
+            model.train(checkpointing)
+            logp, H = term_logprobs(model, batch, len(lm.tokenizer), 1.0)
+            policy_loss(logp, batch.credit, H, eta=0.01).backward()
+        results[share] = (batch, logp.detach(), H.detach(), lora_grads(lm))
+    shared, unshared = results[True], results[False]
+    assert shared[0].prefix > 50 and unshared[0].prefix == 0  # the rules, at least
+    assert shared[0].unique_tokens < unshared[0].unique_tokens - 3 * shared[0].prefix
+    torch.testing.assert_close(shared[1], unshared[1], atol=2e-5, rtol=0)
+    torch.testing.assert_close(shared[2], unshared[2], atol=2e-5, rtol=0)
+    assert shared[3].keys() == unshared[3].keys() and shared[3]
+    for name, grad in unshared[3].items():
+        assert float((shared[3][name] - grad).norm()) <= 1e-4 * float(grad.norm()) + 1e-7, name

@@ -160,7 +160,8 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(t
         hook.remove()
         grads = {n: p.grad.clone() for n, p in trainer.lm.model.named_parameters() if p.grad is not None}
         results[on] = (mlp_calls["mlp"], grads)
-    assert results[False][0] == 1 and results[True][0] == 2  # one forward, then its recomputation
+    # each forward (the shared prefix, then the rows) runs the layer once, and again in the backward
+    assert results[False][0] == 2 and results[True][0] == 4
     assert results[False][1].keys() == results[True][1].keys() and results[True][1]
     for name, grad in results[False][1].items():
         torch.testing.assert_close(results[True][1][name], grad, atol=1e-6, rtol=1e-5)
@@ -372,3 +373,15 @@ def test_truncated_and_wrapped_messages_are_logged(tmp_path):
     values = record.values
     assert values["data/truncated"] > 0 and values["data/wrapped"] > 0 and values["data/template_resets"] == 0
     assert read_metrics(tmp_path)[0].values["data/truncated"] == values["data/truncated"]
+
+
+def test_micro_batches_fill_a_token_budget_counting_a_shared_prefix_once():
+    from detente.train.llm import micro_batches
+
+    rules = list(range(100))
+    chats = [rules + [200 + i] * 20 for i in range(5)] + [[7] * 150]
+    groups = micro_batches(chats, budget=170)
+    # sorted by tokens: the five chats with the rules come first; 100 + 20 + 20 + 20 = 160 fit, a 4th does not
+    assert groups == [[0, 1, 2], [3, 4], [5]]
+    assert micro_batches(chats, budget=170, share_prefix=False) == [[0], [1], [2], [3], [4], [5]]
+    assert micro_batches(chats, budget=10_000) == [[0, 1, 2, 3, 4, 5]]

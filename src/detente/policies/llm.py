@@ -32,6 +32,12 @@ layer) with exact sampling over legal actions instead of free text + parsing.
 * **KV cache.** Each chat keeps the keys/values of its tokens between calls,
   so a round costs its new tokens only (``use_cache=False`` recomputes every
   chat from the start each call, for comparison).
+* **Shared prefixes, computed once.** Chats that start a batch without a cache
+  (the first decision of every game) share most of their tokens: the system
+  text and the rules. Their token ids are walked as a prefix tree and every
+  segment that two or more chats share (at least :data:`SHARED_MIN` tokens) is
+  forwarded once; each chat then starts from those keys/values
+  (``share_prefixes=False`` forwards every chat in full, for comparison).
 * **Records.** Every answer appends an :class:`ActionRecord` to
   ``policy.chats[slot][seat]`` (a :class:`Chat`, reset by
   :meth:`LLMPolicy.begin`): the action tokens, the round, where the tokens sit
@@ -67,6 +73,8 @@ from detente.policies.llm_backend import KV, LoRAModel, PackedBatch, Query
 log = logging.getLogger(__name__)
 
 _PROBE = "detente-probe-5e1f"
+SHARED_MIN = 16
+"""Shortest chat segment worth one shared forward (a game's rules are hundreds of tokens)."""
 
 Kind = Literal["choice", "proposal", "message"]
 
@@ -278,6 +286,7 @@ class LLMPolicy(Policy):
         temperature: float = 1.0,
         system_prompt: str | None = None,
         use_cache: bool = True,
+        share_prefixes: bool = True,
         batch_size: int = 16,
         max_message_tokens: int | None = None,
         lora_r: int | None = None,
@@ -305,14 +314,16 @@ class LLMPolicy(Policy):
         self.temperature = temperature
         self.system_prompt = system_prompt
         self.use_cache = use_cache
+        self.share_prefixes = share_prefixes
         self.batch_size = batch_size
         self.max_message_tokens = max_message_tokens
         self.chats: list[list[Chat]] = []
         """``chats[slot][seat]``: the chat and records of that seat in that game."""
         self.stats: Counter[str] = Counter()
         """Counts: decisions, invalid (replies the game's parser refuses), rejected (re-asks
-        received), wrapped and truncated messages, template_resets, forward_tokens,
-        generated_tokens, act_ms (milliseconds spent acting)."""
+        received), wrapped and truncated messages, template_resets, forward_tokens (tokens
+        through the model), shared_tokens (tokens a shared prefix saved), generated_tokens,
+        act_ms (milliseconds spent acting)."""
         tokenizer = model.tokenizer
         self._vocab = len(tokenizer)
         self._pad_id = tokenizer.pad_token_id if tokenizer.pad_token_id is not None else 0
@@ -325,7 +336,8 @@ class LLMPolicy(Policy):
         """Another view on the same model and settings, acting with ``adapter``."""
         return LLMPolicy(
             self.lm, adapter, name=name, temperature=self.temperature, system_prompt=self.system_prompt,
-            use_cache=self.use_cache, batch_size=self.batch_size, max_message_tokens=self.max_message_tokens,
+            use_cache=self.use_cache, share_prefixes=self.share_prefixes, batch_size=self.batch_size,
+            max_message_tokens=self.max_message_tokens,
         )
 
     # -- Policy protocol ----------------------------------------------------
@@ -341,6 +353,9 @@ class LLMPolicy(Policy):
         scored = [j for j in jobs if j.kind != "message"]
         written = [j for j in jobs if j.kind == "message"]
         with self.lm.active(self.adapter) as model, torch.no_grad():
+            if self.use_cache and self.share_prefixes:
+                fresh = {id(job.chat): job.chat for job in jobs if job.chat.kv is None}
+                self._share(model, list(fresh.values()), 0, None)
             for chunk in _chunks(scored, self.batch_size):
                 self._score(model, chunk)
             for chunk in _chunks(written, self.batch_size):
@@ -582,6 +597,28 @@ class LLMPolicy(Policy):
         return spec.max_chars // 3 + len(self._encode(spec.start)) + len(self._encode(spec.end)) + 4
 
     # -- cache helpers ------------------------------------------------------------
+    def _share(self, model: Any, chats: list[Chat], start: int, past: KV | None) -> None:
+        """Give ``chats`` (which share their first ``start`` tokens, cached in ``past``) the keys/values of
+        every longer segment two or more of them share, each forwarded once (a prefix tree)."""
+        groups: dict[int, list[Chat]] = {}
+        for chat in chats:
+            if len(chat.token_ids) - 1 > start:  # the last token is always fed again: its logits are needed
+                groups.setdefault(chat.token_ids[start], []).append(chat)
+            else:
+                chat.kv = past
+        for group in groups.values():
+            end = _common_end(group, start, min(len(chat.token_ids) for chat in group) - 1)
+            if len(group) < 2 or end - start < SHARED_MIN:
+                for chat in group:
+                    chat.kv = past
+                continue
+            batch = PackedBatch(model, [past], self._pad_id)
+            batch.step([Query.chain(group[0].token_ids[start:end])])
+            self.stats["forward_tokens"] += end - start
+            self.stats["shared_tokens"] += (end - start) * (len(group) - 1)
+            self._share(model, group, end, batch.caches()[0])
+
+
     def _past(self, chat: Chat) -> KV | None:
         """The chat's cache, cropped so at least its last token is fed again (its logits are needed)."""
         if not self.use_cache or chat.kv is None:
@@ -631,6 +668,15 @@ def _inverse_cdf(logp: torch.Tensor, u: float) -> tuple[int, float]:
     while index > 0 and not torch.isfinite(logp[index]):  # never land on a zero-probability entry
         index -= 1
     return index, float(logp[index])
+
+
+def _common_end(chats: Sequence[Chat], start: int, limit: int) -> int:
+    """The first index at or after ``start`` (at most ``limit``) where the chats' token ids differ."""
+    end = start
+    first = chats[0].token_ids
+    while end < limit and all(chat.token_ids[end] == first[end] for chat in chats):
+        end += 1
+    return end
 
 
 def _chunks(items: list[_Job], size: int) -> Iterator[list[_Job]]:

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import logging
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -253,6 +253,17 @@ class LoRAModel:
         finally:
             model.train(was_training)
 
+    def enable_checkpointing(self) -> None:
+        """Recompute each decoder layer in the backward instead of keeping its activations.
+
+        transformers drops a layer's cache argument under checkpointing, in case the layer writes to
+        it (the replay would write twice). The trainer's caches are read-only views of a shared
+        prefix (:class:`detente.train.terms.SharedPrefixKV`), so the layers are told they may keep it.
+        """
+        self.base.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+        for layer in getattr(self.base.get_decoder(), "layers", []):
+            layer._can_checkpoint_with_cache = True
+
     # -- memory -----------------------------------------------------------
     def parameter_bytes(self) -> dict[str, int]:
         """Bytes of distinct parameter storage: ``base`` and one entry per adapter."""
@@ -291,6 +302,28 @@ def check_packable(config: Any) -> None:
     if sliding:
         raise ValueError(f"model {name!r} uses sliding-window attention (window {window} tokens), which "
                          "detente's packed forward does not apply; it cannot be served exactly")
+
+
+Head = Callable[[torch.Tensor], torch.Tensor]
+"""A model's output head: hidden states ``(..., H)`` -> logits ``(..., V)``."""
+
+
+def decoder_forward(model: Any, **inputs: Any) -> tuple[torch.Tensor, Head, Any]:
+    """One forward of the decoder: its last hidden state ``(B, L, H)``, the output head as a function
+    of hidden states, and the key/value cache.
+
+    The head is applied only where the caller reads (``logits = head(hidden[positions])``): the
+    ``(B, L, V)`` logits of every position are never formed. Models whose head does more than a
+    linear map (soft-capping, a logit scale) run the full forward instead; their "hidden state" is
+    then the logits and the head the identity.
+    """
+    base = model.get_base_model() if hasattr(model, "get_base_model") else model
+    config = base.config
+    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
+        out = model(**inputs)
+        return out.logits, lambda logits: logits, out.past_key_values
+    out = base.get_decoder()(**inputs)
+    return out.last_hidden_state, base.get_output_embeddings(), out.past_key_values
 
 
 # --------------------------------------------------------------------------
@@ -413,22 +446,17 @@ class PackedBatch:
         visible = torch.cat([self.visible.unsqueeze(1).expand(B, Q, S), sees.to(self.device)], dim=2)
         mask = torch.zeros(B, 1, Q, S + Q, dtype=self.dtype, device=self.device)
         mask.masked_fill_(~visible.unsqueeze(1), torch.finfo(self.dtype).min)
-        out = self.model(
-            input_ids=ids.to(self.device),
-            attention_mask=mask,
-            position_ids=positions.to(self.device),
-            past_key_values=self.cache,
-            use_cache=True,
-            logits_to_keep=want.to(self.device),
+        hidden, head, self.cache = decoder_forward(
+            self.model, input_ids=ids.to(self.device), attention_mask=mask,
+            position_ids=positions.to(self.device), past_key_values=self.cache, use_cache=True,
         )
-        self.cache = out.past_key_values
         self.visible = torch.cat([self.visible, kept.to(self.device)], dim=1)
         for b, q in enumerate(queries):
             self.lengths[b] += q.keep
-        logits = out.logits.float()  # (total wanted, V), in (chat, index) order
+        logits = head(hidden[want.to(self.device)]).float()  # (total wanted, V), in (chat, index) order
         counts = want.sum(dim=1).tolist()
-        per_chat = list(torch.split(logits.reshape(-1, logits.shape[-1]), counts))
-        # logits_to_keep returns the wanted positions in index order; reorder to each query's want order
+        per_chat = list(torch.split(logits, counts))
+        # the boolean gather returns the wanted positions in index order; reorder to each query's want order
         for b, q in enumerate(queries):
             if q.want and q.want != sorted(q.want):
                 order = {index: row for row, index in enumerate(sorted(q.want))}

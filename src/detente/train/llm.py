@@ -76,7 +76,7 @@ from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
 from detente.train.metrics import MetricsLog
 from detente.train.seating import Seating, plan, training_rows
-from detente.train.terms import TermBatch, term_batch, term_logprobs
+from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
 
 LEARNER = "learner"
 """Adapter name of the agent being trained."""
@@ -134,7 +134,7 @@ class LLMTrainer:
             self.lm.add_adapter(LEARNER)
         self.params = self.lm.trainable_parameters(LEARNER)
         if config.train.gradient_checkpointing:
-            self.lm.base.activation_checkpointing_enable({"use_reentrant": False})
+            self.lm.enable_checkpointing()
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
         self.learner = self._policy(LEARNER, "learner")
         self.fixed = self._coplayer(probe)
@@ -202,6 +202,8 @@ class LLMTrainer:
             "loss/nonfinite_steps": self.nonfinite_steps,
             "data/invalid_rate": self._invalid_rate(episodes, seatings),
             "data/terms": sum(b.n_terms for b in batches),
+            "data/update_tokens": sum(b.unique_tokens for b in batches),
+            "data/update_tokens_unshared": sum(b.row_tokens for b in batches),
             "data/tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
             **{f"data/{key}": value for key, value in data.items()},
             "perf/seconds": time.perf_counter() - began,
@@ -214,10 +216,13 @@ class LLMTrainer:
         return line
 
     def _term_batches(self, chats: Sequence[Chat], C: Tensor) -> list[TermBatch]:
-        """The loss terms of ``chats`` in micro-batches of ``train.micro_batch`` chats."""
-        size = self.config.train.micro_batch
+        """The loss terms of ``chats`` in micro-batches of about ``train.micro_batch_tokens`` tokens each
+        (:func:`micro_batches`), a shared prefix counted once."""
+        cfg = self.config.train
         pad = self.lm.tokenizer.pad_token_id or 0
-        return [term_batch(chats[i:i + size], C[i:i + size], pad) for i in range(0, len(chats), size)]
+        return [term_batch([chats[i] for i in group], C[group], pad, share_prefix=cfg.share_prefix)
+                for group in micro_batches([chat.token_ids for chat in chats], cfg.micro_batch_tokens,
+                                           cfg.share_prefix)]
 
     def _check_placed(self, batches: Sequence[TermBatch], data: dict[str, int]) -> None:
         """Stop when more than :data:`MAX_LOST` of the batch's steps lost their place in their chat."""
@@ -235,7 +240,8 @@ class LLMTrainer:
         or the gradient is not finite."""
         cfg = self.config.train
         N = max(sum(b.n_terms for b in batches), 1)  # terms in the whole batch
-        sums = dict.fromkeys(("loss", "entropy", "kl", "clipped"), 0.0)
+        sums = dict.fromkeys(("loss", "entropy", "kl", "clipped", "rho"), 0.0)
+        rho_max = 0.0
         grad_norm, finite = 0.0, True
         for _epoch in range(cfg.epochs):
             self.optimizer.zero_grad(set_to_none=True)
@@ -249,6 +255,7 @@ class LLMTrainer:
                 parts["loss"].backward()
                 for key in sums:
                     sums[key] += float(parts[key].detach())
+                rho_max = max(rho_max, float(parts["rho_max"]))
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
             finite = finite and math.isfinite(grad_norm)
             if not finite:
@@ -262,6 +269,8 @@ class LLMTrainer:
             "loss/entropy": sums["entropy"] / epochs if finite else None,
             "loss/kl": sums["kl"] / epochs if finite and cfg.kl_coef > 0 else None,
             "loss/clip_frac": sums["clipped"] / epochs if finite else None,
+            "loss/rho_mean": sums["rho"] / epochs if finite else None,
+            "loss/rho_max": rho_max if finite else None,
             "loss/grad_norm": grad_norm,
         }
 
@@ -283,7 +292,9 @@ class LLMTrainer:
         """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics.
 
         ``clipped`` counts the terms whose weight was clipped: ``rho > rho_max`` for the single
-        update, ``|ratio - 1| > clip_eps`` for the PPO variant (``epochs > 1``).
+        update, ``|ratio - 1| > clip_eps`` for the PPO variant (``epochs > 1``); ``rho`` sums and
+        ``rho_max`` is the largest ``exp(log pi_train - log pi_sampler)`` (1 when the sampler is the
+        trained model itself; a separate generation engine makes it differ).
         """
         cfg = self.config.train
         vocab, T = len(self.lm.tokenizer), self.config.agent.temperature
@@ -310,6 +321,8 @@ class LLMTrainer:
             "entropy": H.sum() / N,
             "kl": kl.sum() / N,
             "clipped": clipped.float().sum() / N,
+            "rho": ratio.sum() / N,
+            "rho_max": ratio.max(),
         }
 
     # -- metrics ---------------------------------------------------------------
@@ -366,6 +379,27 @@ class LLMTrainer:
         self.iteration = state["iteration"]
         done = read_metrics(self.out, tolerate_torn_tail=True)
         write_metrics(self.out, [line for line in done if line.iteration < self.iteration])
+
+
+def micro_batches(
+    sequences: Sequence[Sequence[int]], budget: int, share_prefix: bool = True
+) -> list[list[int]]:
+    """Indices of ``sequences`` grouped into micro-batches of at most ``budget`` tokens (a group's shared
+    prefix counted once when ``share_prefix``; a longer sequence gets a group of its own).
+
+    Sorted by their tokens first, neighbours share the longest prefixes.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]))
+    groups: list[list[int]] = []
+    for i in order:
+        group = [*groups[-1], i] if groups else [i]
+        shared = common_prefix([sequences[j] for j in group]) if share_prefix else 0
+        cost = sum(len(sequences[j]) for j in group) - shared * (len(group) - 1)
+        if groups and cost <= budget:
+            groups[-1] = group
+        else:
+            groups.append([i])
+    return groups
 
 
 def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = False) -> Path:

@@ -29,9 +29,18 @@ draw, its branch ancestors and itself; an explicit ``(M, L, L)`` visibility
 mask and position ids say so. Shared candidate prefixes are fed once, as in
 the sampler's :func:`~detente.policies.llm.candidate_tree`.
 
-Shapes: ``M`` chats, ``L`` tokens per row (chat + branches, padded), ``n``
-terms (messages' tokens first, then draws), ``D`` draws, ``K`` candidates per
-draw at most (padded), ``V`` vocabulary.
+**Shared prefix, computed once.** The chats of a micro-batch share their first
+tokens (the system text and the rules; more when their games went the same
+way). With ``share_prefix`` those ``P`` tokens are forwarded once, with
+gradients, and their keys/values expanded (a view) to every row, whose
+remaining tokens attend to them through a read-only cache; the backward then
+accumulates every row's gradient into the one prefix. The loss and the
+gradients equal those of the unshared forward (``tests/test_llm_terms.py``).
+
+Shapes: ``M`` chats, ``L`` tokens per row (chat + branches, padded), ``P``
+shared prefix, ``S = L - P``, ``n`` terms (messages' tokens first, then
+draws), ``D`` draws, ``K`` candidates per draw at most (padded), ``V``
+vocabulary.
 """
 
 from __future__ import annotations
@@ -44,6 +53,7 @@ import torch
 from torch import Tensor
 
 from detente.policies.llm import ActionRecord, Chat, Draw, next_token_logprobs
+from detente.policies.llm_backend import decoder_forward
 
 
 @dataclass
@@ -73,10 +83,19 @@ class TermBatch:
     """(n,) float: the sampler's log-probability of each term."""
     lost: int = 0
     """Terms whose tokens could not be placed (their chat was re-tokenised after they were written)."""
+    prefix: int = 0
+    """P: the first P tokens of every row are the same chat tokens, forwarded once (0: no sharing)."""
+    row_tokens: int = 0
+    """Tokens of all rows (chat and branch tokens, no padding), counted as if nothing were shared."""
 
     @property
     def n_terms(self) -> int:
         return int(self.credit.shape[0])
+
+    @property
+    def unique_tokens(self) -> int:
+        """Tokens one forward of the batch processes: the shared prefix once, then every row's own."""
+        return self.row_tokens - self.prefix * (self.ids.shape[0] - 1)
 
 
 @dataclass
@@ -95,11 +114,14 @@ class _Row:
         return len(self.tokens) - 1
 
 
-def term_batch(chats: Sequence[Chat], credit: Tensor, pad_id: int = 0) -> TermBatch:
+def term_batch(
+    chats: Sequence[Chat], credit: Tensor, pad_id: int = 0, share_prefix: bool = True
+) -> TermBatch:
     """Lay out the terms of ``chats`` (row m gets ``credit[m, round]``, credit ``(M, T)``).
 
     Rejected replies are not trained (the game refused them); replies whose chat was
     re-tokenised later (``record.start`` None) cannot be placed and are counted in ``lost``.
+    ``share_prefix``: forward the chats' common first tokens once (module docstring).
     """
     rows: list[_Row] = []
     token_reads: list[tuple[int, int, int]] = []
@@ -133,6 +155,7 @@ def term_batch(chats: Sequence[Chat], credit: Tensor, pad_id: int = 0) -> TermBa
     for d, (draw, _, _) in enumerate(draws):
         legal[d, : len(draw.candidates)] = True
     ids, positions, visible = _pack(rows, pad_id)
+    prefix = common_prefix([chat.token_ids for chat in chats]) if share_prefix and len(chats) > 1 else 0
     return TermBatch(
         ids=ids, positions=positions, visible=visible,
         token_reads=_long(token_reads, 3), score_reads=_long(score_reads, 3),
@@ -142,8 +165,18 @@ def term_batch(chats: Sequence[Chat], credit: Tensor, pad_id: int = 0) -> TermBa
         credit=torch.tensor([c for c, _ in token_terms] + [c for _, c, _ in draws], dtype=torch.float32),
         logp_old=torch.tensor([lp for _, lp in token_terms] + [lp for _, _, lp in draws],
                               dtype=torch.float32),
-        lost=lost,
+        lost=lost, prefix=prefix, row_tokens=sum(len(row.tokens) for row in rows),
     )
+
+
+def common_prefix(sequences: Sequence[Sequence[int]]) -> int:
+    """How many first tokens all ``sequences`` share."""
+    shortest = min(len(s) for s in sequences)
+    first = sequences[0]
+    for i in range(shortest):
+        if any(s[i] != first[i] for s in sequences):
+            return i
+    return shortest
 
 
 def _candidate_reads(row: _Row, record: ActionRecord, draw: Draw) -> list[list[tuple[int, int]]]:
@@ -224,21 +257,85 @@ def term_logprobs(model: Any, batch: TermBatch, vocab: int, temperature: float) 
 def _logits_at(model: Any, batch: TermBatch) -> Any:
     """A function ``(rows, positions) -> (n, V)`` float logits of one forward of ``batch``.
 
-    ``logits = lm_head(h)`` with ``h`` the decoder's last hidden state, taken at the positions
-    read before the head. Models whose head does more than a linear map (soft-capping, a logit
-    scale) take the full forward instead.
+    ``logits = head(h)`` with ``h`` the decoder's last hidden state, taken at the positions read
+    before the head (:func:`~detente.policies.llm_backend.decoder_forward`). With a shared prefix,
+    positions before ``P`` read the prefix's one forward, the others their row's.
     """
-    base = model.get_base_model() if hasattr(model, "get_base_model") else model
-    dtype = next(base.parameters()).dtype
-    device = next(base.parameters()).device
-    mask = torch.zeros(batch.visible.shape, dtype=dtype, device=device)  # (M, L, L) additive
-    mask.masked_fill_(~batch.visible.to(device), torch.finfo(dtype).min)
-    inputs = {"input_ids": batch.ids.to(device), "attention_mask": mask[:, None],
-              "position_ids": batch.positions.to(device)}
-    config = base.config
-    if getattr(config, "final_logit_softcapping", None) or getattr(config, "logit_scale", None):
-        logits = model(**inputs).logits  # (M, L, V)
-        return lambda rows, pos: logits[rows.to(device), pos.to(device)].float()
-    hidden = base.get_decoder()(**inputs).last_hidden_state  # (M, L, H)
-    head = base.get_output_embeddings()
-    return lambda rows, pos: head(hidden[rows.to(device), pos.to(device)]).float()
+    param = next(model.parameters())
+    dtype, device = param.dtype, param.device
+    visible = batch.visible.to(device)  # (M, L, L)
+    ids, positions = batch.ids.to(device), batch.positions.to(device)
+    P = batch.prefix
+    if P == 0:
+        hidden, head, _ = decoder_forward(model, input_ids=ids, attention_mask=_additive(visible, dtype),
+                                          position_ids=positions)  # hidden: (M, L, H)
+        return lambda rows, pos: head(hidden[rows.to(device), pos.to(device)]).float()
+    # the shared prefix, once: (1, P), its keys/values captured per layer
+    capture = CaptureKV()
+    prefix_hidden, head, _ = decoder_forward(  # (1, P, H)
+        model, input_ids=ids[:1, :P], attention_mask=_additive(visible[:1, :P, :P], dtype),
+        position_ids=positions[:1, :P], past_key_values=capture)
+    # every row's own tokens, over the prefix's keys/values expanded to all M rows (views: the backward
+    # sums every row's gradient into the one prefix)
+    M = ids.shape[0]
+    shared = SharedPrefixKV([(k.expand(M, -1, -1, -1), v.expand(M, -1, -1, -1)) for k, v in capture.layers])
+    suffix_hidden, _, _ = decoder_forward(model, input_ids=ids[:, P:],
+                                          attention_mask=_additive(visible[:, P:, :], dtype),
+                                          position_ids=positions[:, P:], past_key_values=shared)  # (M, S, H)
+
+    def logits(rows: Tensor, pos: Tensor) -> Tensor:
+        rows, pos = rows.to(device), pos.to(device)
+        in_prefix = (pos < P)[:, None]  # (n, 1)
+        h = torch.where(in_prefix, prefix_hidden[0, pos.clamp(max=P - 1)],
+                        suffix_hidden[rows, (pos - P).clamp(min=0)])  # (n, H)
+        return head(h).float()
+
+    return logits
+
+
+def _additive(visible: Tensor, dtype: torch.dtype) -> Tensor:
+    """A boolean visibility ``(B, Q, K)`` as the additive 4D mask ``(B, 1, Q, K)`` attention takes."""
+    mask = torch.zeros(visible.shape, dtype=dtype, device=visible.device)
+    return mask.masked_fill_(~visible, torch.finfo(dtype).min)[:, None]
+
+
+KeysValues = tuple[Tensor, Tensor]
+"""One layer's keys and values, each ``(batch, kv_heads, tokens, head_dim)``."""
+
+
+class CaptureKV:
+    """A cache that only records each layer's keys/values (a prefix forward with gradients).
+
+    Recording overwrites, so a layer recomputed by gradient checkpointing records the same again.
+    """
+
+    def __init__(self) -> None:
+        self.by_layer: dict[int, KeysValues] = {}
+
+    @property
+    def layers(self) -> list[KeysValues]:
+        return [self.by_layer[i] for i in sorted(self.by_layer)]
+
+    def update(self, keys: Tensor, values: Tensor, layer_idx: int, *_: Any, **__: Any) -> KeysValues:
+        self.by_layer[layer_idx] = (keys, values)
+        return keys, values
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return 0
+
+
+class SharedPrefixKV:
+    """A read-only cache: every layer attends to the shared prefix's keys/values, then its own.
+
+    Nothing is stored, so a layer recomputed by gradient checkpointing sees exactly what it saw.
+    """
+
+    def __init__(self, layers: list[KeysValues]) -> None:
+        self.prefix = layers  # per layer (keys, values): (M, kv_heads, P, head_dim)
+
+    def update(self, keys: Tensor, values: Tensor, layer_idx: int, *_: Any, **__: Any) -> KeysValues:
+        k, v = self.prefix[layer_idx]
+        return torch.cat([k, keys], dim=-2), torch.cat([v, values], dim=-2)
+
+    def get_seq_length(self, layer_idx: int = 0) -> int:
+        return int(self.prefix[0][0].shape[-2])
