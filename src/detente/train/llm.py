@@ -32,7 +32,6 @@ import io
 import math
 import shutil
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -51,7 +50,7 @@ from detente.games.base import Game, Seat, other
 from detente.policies.base import Policy
 from detente.policies.llm import Chat, LLMPolicy
 from detente.policies.llm_backend import LoRAModel
-from detente.rollout.play import Episode, play, transcript
+from detente.rollout.play import Episode
 from detente.runs import (
     ADAPTER_DIR,
     BUFFER_DIR,
@@ -75,6 +74,7 @@ from detente.runs import (
 from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
 from detente.train.metrics import MetricsLog
+from detente.train.rollout import LocalRollout, RolloutBackend
 from detente.train.seating import Seating, plan, training_rows
 from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
 
@@ -137,6 +137,7 @@ class LLMTrainer:
             self.lm.enable_checkpointing()
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
         self.learner = self._policy(LEARNER, "learner")
+        self.rollout: RolloutBackend = LocalRollout(self.learner)
         self.fixed = self._coplayer(probe)
         self.buffer = OpponentBuffer(self.lm, LEARNER, self.out / CHECKPOINTS / BUFFER_DIR,
                                      config.buffer.max_size, lambda name: self._policy(name, name))
@@ -176,20 +177,20 @@ class LLMTrainer:
         """One iteration: rollout, credit, loss, optimizer step; returns its metrics."""
         began = time.perf_counter()
         cfg = self.config
-        stats_before = Counter(self.learner.stats)
         seatings = plan(cfg, self.iteration, self.learner, self.fixed, self.buffer.policies)
-        games = [self.game_factory() for _ in seatings]
         streams = [f"{cfg.seed}:{self.iteration}:{slot}" for slot in range(len(seatings))]
-        episodes = play(games, [s.players for s in seatings], [s.seed for s in seatings], streams=streams)
+        rollout = self.rollout.run(seatings, streams, self.game_factory, cfg.train.transcripts,
+                                   self.iteration)
+        episodes = rollout.episodes
         rollout_seconds = time.perf_counter() - began
 
         # ---- ALGORITHM: credit per trained seat and round (the only algorithm-specific step)
         rows = training_rows(seatings)
-        C, _ = round_credit(cfg, games, rows, self.reward_scale)
+        C, _ = round_credit(cfg, [e.game for e in episodes], rows, self.reward_scale)
         # ---- the SPEC 3 loss on the learner's steps
-        chats = [self.learner.chats[slot][seat] for slot, seat in rows]
+        chats = [rollout.learner_chats[row] for row in rows]
         batches = self._term_batches(chats, C)
-        data = {key: self.learner.stats[key] - stats_before[key] for key in DATA_STATS}
+        data = {key: rollout.stats[key] for key in DATA_STATS}
         data["lost_terms"] = sum(b.lost for b in batches)
         self._check_placed(batches, data)
         losses = self._update(batches)
@@ -209,7 +210,8 @@ class LLMTrainer:
             "perf/seconds": time.perf_counter() - began,
             "perf/rollout_seconds": rollout_seconds,
         })
-        self._write_transcripts(episodes, seatings)
+        if rollout.transcripts:
+            write_transcripts(transcript_path(self.out, self.iteration), rollout.transcripts)
         self.iteration += 1
         if cfg.buffer.enabled and self.iteration % cfg.buffer.every == 0:
             self.buffer.add(self.iteration)
@@ -336,14 +338,6 @@ class LLMTrainer:
         decisions = [d for e, s in zip(episodes, seatings, strict=True) for d in e.decisions
                      if s.players[d.seat] is self.learner]
         return sum(not d.valid for d in decisions) / max(len(decisions), 1)
-
-    def _write_transcripts(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> None:
-        lines = [transcript(episode, seating.players, slot, iteration=self.iteration, seed=seating.seed,
-                            trained_seats=list(seating.trained))
-                 for slot, (episode, seating) in enumerate(zip(episodes, seatings, strict=True))
-                 if slot < self.config.train.transcripts]
-        if lines:
-            write_transcripts(transcript_path(self.out, self.iteration), lines)
 
     # -- checkpoints -------------------------------------------------------------
     def save(self) -> None:
