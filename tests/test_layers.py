@@ -22,7 +22,7 @@ LAYERS = [
     ("detente.agents", "detente.rollout"),
     ("detente.behaviour",),
     ("detente.train",),
-    ("detente.eval",),
+    ("detente.eval", "detente.bench"),
     ("detente.report",),
     ("detente.cli",),
 ]

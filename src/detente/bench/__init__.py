@@ -1,0 +1,1 @@
+"""``detente bench``: how fast the LLM loop runs here (:mod:`detente.bench.naive`: the baseline)."""
