@@ -77,12 +77,21 @@ class AgentConfig(Strict):
     max_message_tokens: int | None = Field(None, ge=1, description="llm: token limit of a free-text "
                                            "message; None derives it from the game's character limit.")
     act_batch_size: int = Field(16, ge=1, description="llm: chats per forward pass when acting.")
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="llm: what computes the "
+                                                     "acting policies' numbers: transformers (the packed "
+                                                     "forward with KV caches) or vllm (a vLLM engine in this "
+                                                     "process: the vllm extra). Training always runs on "
+                                                     "transformers + peft.")
+    vllm_memory: float | None = Field(None, gt=0, description="llm, vllm backend: GiB of KV cache on a "
+                                      "CPU (default 1), or the fraction of GPU memory vLLM may take (default "
+                                      "0.4).")
 
     def policy_options(self) -> dict[str, Any]:
         """The :class:`~detente.policies.llm.LLMPolicy` settings this config gives (the one place they
         are mapped: the trainer, its co-players and ``run:`` agents all act with them)."""
         return {"temperature": self.temperature, "system_prompt": self.system_prompt,
-                "batch_size": self.act_batch_size, "max_message_tokens": self.max_message_tokens}
+                "batch_size": self.act_batch_size, "max_message_tokens": self.max_message_tokens,
+                "backend": self.backend, "vllm_memory": self.vllm_memory}
 
 
 # ---------------------------------------------------------------- credit

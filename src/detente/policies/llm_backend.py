@@ -79,6 +79,7 @@ class LoRAModel:
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.target_modules = target_modules
+        self._versions: dict[str, int] = {}
 
     @classmethod
     def load(
@@ -138,12 +139,23 @@ class LoRAModel:
         else:
             self.model.add_adapter(name, config)
         self._freeze(name)
+        self.touch(name)
 
     def _freeze(self, name: str) -> None:
         """New adapters start frozen; a trainer turns on the gradients of the one it trains."""
         for param_name, param in self.model.named_parameters():
             if f".{name}." in param_name and "lora_" in param_name:
                 param.requires_grad_(False)
+
+    def version(self, name: str) -> int:
+        """A number that changes whenever adapter ``name``'s weights may have changed (it is added, loaded,
+        copied into or :meth:`touch`-ed): a generation engine reloads the adapter when it differs."""
+        self._check(name)
+        return self._versions.get(name, 0)
+
+    def touch(self, name: str) -> None:
+        """Say that adapter ``name``'s weights changed (the trainer calls it after every optimizer step)."""
+        self._versions[name] = self._versions.get(name, 0) + 1
 
     def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
         """Turn on the gradients of adapter ``name`` and return its parameters (for an optimizer)."""
@@ -169,6 +181,7 @@ class LoRAModel:
         else:
             self.model.load_adapter(path, adapter_name=name)
         self._freeze(name)
+        self.touch(name)
 
     def save_adapter(self, name: str, path: str | Path) -> Path:
         """Write ``name`` as a peft adapter folder (config + safetensors weights), atomically."""
@@ -201,6 +214,7 @@ class LoRAModel:
                              f"{len(current)} in the adapter; {len(problems)} differ): "
                              + "; ".join(problems[:3]))
         set_peft_model_state_dict(self.model, saved, adapter_name=name)
+        self.touch(name)
 
     def copy_adapter(self, source: str, target: str) -> None:
         """Add ``target`` as a frozen copy of ``source`` (e.g. a past checkpoint of the learner)."""
@@ -212,6 +226,7 @@ class LoRAModel:
         set_peft_model_state_dict(self.model, {k: v.detach().clone() for k, v in state.items()},
                                   adapter_name=target)
         self._freeze(target)
+        self.touch(target)
 
     def delete_adapter(self, name: str) -> None:
         self._check(name)

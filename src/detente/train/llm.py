@@ -264,6 +264,7 @@ class LLMTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 break
             self.optimizer.step()
+            self.lm.touch(LEARNER)
         self._count_nonfinite(finite)
         epochs = cfg.epochs
         return {
