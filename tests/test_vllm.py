@@ -31,7 +31,8 @@ def lm(tmp_path_factory):
     from tiny_model import tiny_tokenizer
 
     tokenizer = tiny_tokenizer()
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256, num_hidden_layers=2,
+    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=128, intermediate_size=256,
+                         num_hidden_layers=2,
                          num_attention_heads=2, num_key_value_heads=1, max_position_embeddings=4096,
                          initializer_range=0.3, bos_token_id=None, eos_token_id=tokenizer.eos_token_id,
                          pad_token_id=tokenizer.pad_token_id, tie_word_embeddings=False)
@@ -102,7 +103,8 @@ def test_training_with_the_vllm_backend_logs_rho(lm, tmp_path):
     from detente.train.llm import train_llm
 
     cfg = load_config(None, ["agent.kind=llm", "agent.backend=vllm", "agent.lora_r=8", "agent.lora_alpha=16",
-                             "game.name=trust_split", "game.params={n_rounds: 2}", "agent.max_message_tokens=5",
+                             "game.name=trust_split", "game.params={n_rounds: 2}",
+                             "agent.max_message_tokens=5",
                              "train.games_per_iteration=4", "credit.group_size=2", "train.iterations=2",
                              "train.lr=0.01"])
     line = train_llm(cfg, tmp_path, lm=lm)

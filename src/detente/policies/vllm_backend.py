@@ -170,7 +170,8 @@ class VLLMEngine:
 
 
 def _token_budget(prompts: Sequence[list[int]], budget: int) -> list[list[int]]:
-    """Consecutive groups of prompt indices whose lengths add up to ``budget`` at most (one prompt at least)."""
+    """Consecutive groups of prompt indices whose lengths add up to ``budget`` at most (one prompt at
+    least)."""
     groups: list[list[int]] = []
     used = budget
     for i, prompt in enumerate(prompts):
