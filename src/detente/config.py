@@ -180,6 +180,26 @@ class BufferConfig(Strict):
                           "checkpoints/buffer/.")
 
 
+# ---------------------------------------------------------------- endpoints
+class EndpointConfig(Strict):
+    """An OpenAI-compatible chat-completions endpoint that ``api:MODEL@NAME`` agents talk to."""
+
+    base_url: str = Field(description="Root of the API, e.g. https://api.openai.com/v1 or "
+                          "http://127.0.0.1:8000/v1 (vllm serve).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the "
+                             "key. The key itself is never written anywhere.")
+    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once to this endpoint.")
+    timeout_s: float = Field(60.0, gt=0, description="Longest wait for the server in one try.")
+    max_retries: int = Field(4, ge=0, description="Retries of a timeout, network error, 429 or 5xx "
+                             "(exponential backoff with jitter, honouring Retry-After).")
+    request_budget: int | None = Field(None, ge=1, description="Most HTTP requests one agent may send in a "
+                                       "run, retries included; None: no limit.")
+    max_failures: int = Field(3, ge=1, description="Failed requests in a row after which the endpoint counts "
+                              "as down and the run stops (with one line; what was written stays).")
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of the API model.")
+    max_tokens: int = Field(512, ge=1, description="Longest reply of the API model, in tokens.")
+
+
 class RunConfig(Strict):
     """One experiment: what is played, who learns, how credit is assigned."""
 
@@ -195,6 +215,11 @@ class RunConfig(Strict):
     credit: CreditConfig = Field(default_factory=CreditConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict, description="Named API endpoints for "
+                                                 "api:MODEL@NAME agents (co-player, opponents); api:MODEL "
+                                                 "without @NAME uses $OPENAI_BASE_URL and $OPENAI_API_KEY.")
+    api_cache: bool = Field(True, description="Cache API answers on disk by (model, messages, sampling, "
+                            "seed): a repeated evaluation sends no request. false: always ask.")
     eval_games: int = Field(200, ge=1, description="Games per opponent in the final evaluation.")
     eval_opponents: list[str] = Field(default_factory=list, description="Opponents of the final "
                                       "cross-play: scripted strategies of the game, run:DIR[@N] or "
@@ -236,13 +261,19 @@ class RunConfig(Strict):
                              f"{self.game.name!r}; use agent.kind llm")
         coplayer = _fits(parse_agent(self.coplayer), COPLAYER_KINDS, game, "coplayer")
         if self.agent.kind == "tabular":
-            if coplayer.kind in ("base", "model"):
+            if coplayer.kind in ("base", "model", "api"):
                 raise ValueError(f"coplayer {self.coplayer!r} is a language model; a tabular learner plays "
                                  "self, a scripted strategy or run:DIR of a tabular run")
             if coplayer.kind == "scripted":
                 scripted_table(coplayer.value)
+        named = [("coplayer", coplayer)]
         for name in self.eval_opponents:
-            _fits(parse_agent(name), OPPONENT_KINDS, game, "eval_opponents")
+            named.append(("eval_opponents", _fits(parse_agent(name), OPPONENT_KINDS, game, "eval_opponents")))
+        for where, spec in named:
+            if spec.kind == "api" and spec.endpoint is not None and spec.endpoint not in self.endpoints:
+                known = ", ".join(self.endpoints) or "none"
+                raise ValueError(f"{where}: {spec.text!r} names endpoint {spec.endpoint!r}, which endpoints "
+                                 f"does not define (defined: {known})")
         return self
 
     @model_validator(mode="after")

@@ -13,8 +13,10 @@ from rich.table import Table
 from detente.cli.common import (
     CROSSPLAY_GAMES,
     UsageError,
+    add_api_arguments,
     agent_names,
     console,
+    load_endpoints,
     make_game_or_fail,
     parse_params,
     print_matrix,
@@ -39,6 +41,7 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                          "FirstByJoss)")
     command.add_argument("--turns", type=int, help="turns per Axelrod match (default 200)")
     command.add_argument("--repetitions", type=int, help="Axelrod round robins (default 10)")
+    add_api_arguments(command)
     command.set_defaults(func=cmd_eval)
 
 
@@ -60,7 +63,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
         raise UsageError("--axelrod-strategies, --turns and --repetitions go with --axelrod")
     agents = agent_names(args.agents)
     result = run_tournament(args.game, parse_params(args.param), agents, args.games, args.seed,
-                            transcripts=args.transcripts)
+                            transcripts=args.transcripts, endpoints=load_endpoints(args.endpoints),
+                            api_cache=not args.no_cache)
     print_matrix(result.record)
     if args.out:
         out = Path(args.out)
@@ -73,7 +77,8 @@ def cmd_eval(args: argparse.Namespace) -> None:
 
 
 def run_tournament(game: str, params: dict[str, Any], agents: list[str], games: int, seed: int,
-                   transcripts: int = 0) -> CrossPlay:
+                   transcripts: int = 0, endpoints: dict[str, Any] | None = None,
+                   api_cache: bool = True) -> CrossPlay:
     """Build the agents and play the cross-play tournament, with a progress bar."""
     from detente.agents import make_agents
     from detente.eval.tournament import cross_play
@@ -81,7 +86,7 @@ def run_tournament(game: str, params: dict[str, Any], agents: list[str], games: 
 
     if games < 1:
         raise UsageError(f"--games must be >= 1, got {games}")
-    policies = make_agents(agents, make_game_or_fail(game, params))
+    policies = make_agents(agents, make_game_or_fail(game, params), endpoints, api_cache)
     pairs = len(agents) * (len(agents) + 1) // 2
     with progress() as bar:
         task = bar.add_task("cross-play", total=pairs, status=f"{games} games per pair")

@@ -4,13 +4,22 @@ from __future__ import annotations
 
 import argparse
 
-from detente.cli.common import UsageError, agent_names, console, make_game_or_fail, parse_params
+from detente.cli.common import (
+    UsageError,
+    add_api_arguments,
+    agent_names,
+    console,
+    load_endpoints,
+    make_game_or_fail,
+    parse_params,
+)
 from detente.cli.eval import add_game_arguments
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
     command = sub.add_parser("play", help="play one game between two agents, print it")
     add_game_arguments(command)
+    add_api_arguments(command)
     command.set_defaults(func=cmd_play)
 
 
@@ -23,7 +32,9 @@ def cmd_play(args: argparse.Namespace) -> None:
     if len(names) != 2:
         raise UsageError(f"--agents needs exactly two agents, got {len(names)}")
     game = make_game_or_fail(args.game, parse_params(args.param))
-    seating = (make_agent(names[0], game), make_agent(names[1], game))
+    endpoints, cache = load_endpoints(args.endpoints), not args.no_cache
+    seating = (make_agent(names[0], game, endpoints=endpoints, api_cache=cache),
+               make_agent(names[1], game, endpoints=endpoints, api_cache=cache))
     try:
         episode = play([game], [seating], [args.seed])[0]
     except PlayerQuit:

@@ -88,7 +88,8 @@ def cmd_train(args: argparse.Namespace) -> None:
 
     agents = [f"run:{out}", *config.eval_opponents]
     result = run_tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed,
-                            transcripts=CROSSPLAY_GAMES)
+                            transcripts=CROSSPLAY_GAMES, endpoints=config.endpoints,
+                            api_cache=config.api_cache)
     write_crossplay(out, result.record, result.transcripts)
     print_summary(result.record, agents[0], out)
 

@@ -155,7 +155,8 @@ class LLMTrainer:
             return None
         if name == "base":
             return self._policy(None, "base")
-        return make_agent(name, game, models={self.config.agent.model: self.lm})
+        return make_agent(name, game, models={self.config.agent.model: self.lm},
+                          endpoints=self.config.endpoints, api_cache=self.config.api_cache)
 
     # -- the loop -------------------------------------------------------------
     def train(self, on_iteration: Callable[[MetricsLine], None] | None = None) -> MetricsLine | None:
