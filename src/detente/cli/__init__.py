@@ -11,7 +11,6 @@ shows a traceback.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from rich.console import Console
@@ -48,7 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error(error: Exception) -> None:
     Console(stderr=True, soft_wrap=True).print(f"error: {error}", style="red", markup=False, highlight=False)
-
-
-if __name__ == "__main__":
-    sys.exit(main())
