@@ -11,8 +11,8 @@ import pytest
 
 pytest.importorskip("openai")
 
-from detente.cli import main  # noqa: E402
-from fake_openai import status  # noqa: E402
+from detente.cli import main
+from fake_openai import status
 
 KEY = "sk-detente-test-9f2c1d7e"
 
@@ -32,13 +32,14 @@ def files_holding(folder, text):
 def test_eval_plays_an_api_model_caches_its_answers_and_writes_no_key(endpoint, tmp_path):
     endpoint.replies = lambda messages: "I choose <A>."
     out = tmp_path / "eval"
-    args = ["eval", "--agents", "api:cooperator,tft", "--games", "2", "--param", "n_rounds=3", "--out", str(out)]
+    args = ["eval", "--agents", "api:cooperator,tft", "--games", "2", "--param", "n_rounds=3",
+            "--out", str(out)]
     assert main(args) == 0
     matrix = json.loads((out / "matrix.json").read_text())
     assert matrix["agents"] == ["api:cooperator", "tft"]
     assert matrix["stats"]["behaviour"]["api:cooperator"]["cooperation_rate"] == 1.0
     decisions = 2 * 2 * 3 + 2 * 3  # api vs api: both seats ask; api vs tft: one; 3 rounds, 2 games each
-    sent = len(endpoint.requests)  # repeats of one question (same chat, same seed) are answered from the cache
+    sent = len(endpoint.requests)  # a repeated question (same chat, same seed) is answered from the cache
     assert 0 < sent <= decisions
     assert all(r.headers["authorization"] == f"Bearer {KEY}" for r in endpoint.requests)
     assert files_holding(tmp_path, KEY) == []  # the eval folder, the transcripts, the cache

@@ -15,6 +15,9 @@ Everything that reads or writes a run folder goes through this module::
       transcripts/crossplay.jsonl  TranscriptLine per kept cross-play game
       report.html, exploit.json, axelrod.json, tensorboard/
 
+    runs/play/<time>/           one game a person played (detente play, detente serve):
+      run.json, transcripts/crossplay.jsonl
+
 Records are pydantic models: reading validates, so a reader gets typed values or a
 :class:`RunFileError` naming the file, never half-checked dictionaries. Adapter and optimizer
 files are the training backend's binary formats; this module names their paths. All writes are
@@ -24,6 +27,7 @@ atomic (:mod:`detente.atomic`).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -59,6 +63,8 @@ REPORT = "report.html"
 EXPLOIT = "exploit.json"
 AXELROD = "axelrod.json"
 TENSORBOARD = "tensorboard"
+PLAY_ROOT = Path("runs") / "play"
+"""Where ``detente play`` and ``detente serve`` save finished games by default, one folder each."""
 
 
 class RunFileError(UserError, ValueError):
@@ -429,3 +435,28 @@ def read_transcripts(path: Path) -> tuple[list[TranscriptLine], int]:
         except ValidationError:
             bad += 1
     return games, bad
+
+
+# ---------------------------------------------------------------- a played game
+def new_game_folder(root: Path = PLAY_ROOT) -> Path:
+    """A new empty folder under ``root`` named after the local time, ``20260105-142233`` (``-2``,
+    ``-3``, ... when that name is taken); made here, so two callers never get the same one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    taken = 1
+    while True:
+        folder = Path(root) / (stamp if taken == 1 else f"{stamp}-{taken}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            taken += 1
+
+
+def write_game(folder: Path, game: Game, line: TranscriptLine) -> Path:
+    """One played game as a folder ``detente report`` shows: ``run.json`` (producer ``eval``) and
+    ``transcripts/crossplay.jsonl`` holding ``line``; returns the transcript's path."""
+    write_run_info(folder, "eval", game)
+    path = Path(folder) / CROSSPLAY_TRANSCRIPTS
+    write_transcripts(path, [line])
+    return path

@@ -10,6 +10,7 @@ from typing import Any
 from rich.markup import escape
 from rich.table import Table
 
+from detente.agent_spec import FORMS
 from detente.cli.common import (
     CROSSPLAY_GAMES,
     UsageError,
@@ -29,6 +30,7 @@ from detente.runs import AXELROD, CROSSPLAY_TRANSCRIPTS, MATRIX, write_crossplay
 def add_parser(sub: argparse._SubParsersAction) -> None:
     command = sub.add_parser("eval", help="cross-play tournament between agents")
     add_game_arguments(command)
+    command.add_argument("--agents", required=True, help=f"comma-separated agents: {FORMS}")
     command.add_argument("--games", type=int, default=200, help="games per pair (default 200)")
     command.add_argument("--out", help="folder for matrix.json (axelrod.json with --axelrod)")
     command.add_argument("--transcripts", type=int, default=CROSSPLAY_GAMES, metavar="K",
@@ -46,11 +48,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 
 
 def add_game_arguments(command: argparse.ArgumentParser) -> None:
-    """--game, --agents, --param, --seed: shared by eval and play."""
+    """--game, --param, --seed: shared by eval and play."""
     command.add_argument("--game", default="ipd", help="game name (default ipd)")
-    command.add_argument("--agents", required=True,
-                         help="comma-separated agents: scripted names (tft, alld, ...), run:DIR[@N], "
-                         "model:NAME, human")
     command.add_argument("--param", action="append", default=[], metavar="KEY=VALUE",
                          help="game parameter, e.g. --param n_rounds=20 (repeatable)")
     command.add_argument("--seed", type=int, default=0, help="first game seed (default 0)")
