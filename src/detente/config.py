@@ -185,7 +185,7 @@ class EndpointConfig(Strict):
     """An OpenAI-compatible chat-completions endpoint that ``api:MODEL@NAME`` agents talk to."""
 
     base_url: str = Field(description="Root of the API, e.g. https://api.openai.com/v1 or "
-                          "http://127.0.0.1:8000/v1 (vllm serve).")
+                          "http://127.0.0.1:8000/v1 (a local vLLM OpenAI server).")
     api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the "
                              "key. The key itself is never written anywhere.")
     max_concurrency: int = Field(8, ge=1, description="Requests in flight at once to this endpoint.")
