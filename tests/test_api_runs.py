@@ -57,7 +57,7 @@ def test_a_dead_endpoint_stops_training_in_one_line_and_keeps_what_was_written(e
                 "coplayer=api:opponent@local", f"endpoints={json.dumps(endpoints)}", "train.iterations=3",
                 "train.games_per_iteration=2", "credit.group_baseline=false", "game.params={n_rounds: 2}",
                 "eval_games=1", "eval_opponents=[tft]", "train.checkpoint_every=1", "buffer.enabled=false"]
-    args = ["train", *(a for s in settings for a in ("--set", s)), "--out", str(out)]
+    args = ["train", "cpu_ipd_adalign", *(a for s in settings for a in ("--set", s)), "--out", str(out)]
     # the first iteration's requests (2 games x 2 rounds, one seat each) are answered, then it is down
     arrive = endpoint._arrive
     endpoint._arrive = lambda request: arrive(request) if len(endpoint.requests) < 4 else status(500)

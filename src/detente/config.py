@@ -308,6 +308,97 @@ def _fits(spec: AgentSpec, allowed: tuple[AgentKind, ...], game: Game, where: st
     return spec
 
 
+# ---------------------------------------------------------------- contrast jobs
+class ContrastConfig(Strict):
+    """Runs trained side by side on one game, then one cross-play of all of them against a field and
+    each other (the main job: naive RL against Advantage Alignment on the same seed and budget)."""
+
+    name: str = Field("contrast", description="Job name; the default output folder is runs/<name>, "
+                      "each run in runs/<name>/<label>/.")
+    contrast: dict[str, str] = Field(description="label -> preset name or config file (relative to this "
+                                     "file) of each run; the runs must play the same game.")
+    eval_games: int = Field(8, ge=1, description="Games per pairing in the joint cross-play.")
+    eval_opponents: list[str] | None = Field(None, description=(
+        "The field the trained agents meet besides themselves and each other. Left out: the first "
+        "run's eval_opponents (by default its game's standard field; ipd: alld, allc, tft)."))
+
+    @model_validator(mode="after")
+    def _labels(self) -> ContrastConfig:
+        if len(self.contrast) < 2:
+            raise ValueError("contrast needs at least two runs (label: preset or config file)")
+        for label in self.contrast:
+            if not label.isidentifier():
+                raise ValueError(f"contrast label {label!r} must be a plain name (it is a folder name)")
+            if label in CONTRAST_RESULT_KEYS:
+                raise ValueError(f"contrast label {label!r} is a key of contrast.json; choose another")
+        return self
+
+
+class ContrastJob(BaseModel):
+    """A contrast config with each of its runs' configs loaded (``--set`` overrides applied)."""
+
+    model_config = ConfigDict(frozen=True)
+    config: ContrastConfig
+    runs: dict[str, RunConfig]
+
+    def crossplay_config(self) -> RunConfig:
+        """The first run's config meeting the job's opponents: the joint cross-play's agents are
+        checked with it (:func:`detente.agents.preflight`)."""
+        first = next(iter(self.runs.values()))
+        opponents = self.config.eval_opponents
+        endpoints = {key: value for run in self.runs.values() for key, value in run.endpoints.items()}
+        data = {**first.model_dump(), "eval_opponents": opponents or first.eval_opponents,
+                "endpoints": {key: value.model_dump() for key, value in endpoints.items()}}
+        try:
+            return RunConfig.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(validation_message(error)) from None
+
+
+CONTRAST = "contrast"
+"""The key that makes a config file a :class:`ContrastConfig` instead of a :class:`RunConfig`."""
+CONTRAST_RESULT_KEYS = ("n_rounds", "tft_vs_alld", "bars")
+"""The top-level keys of ``contrast.json`` beside the run labels."""
+
+
+def load_job(path: Path, overrides: Sequence[str] = ()) -> RunConfig | ContrastJob:
+    """A run config, or a contrast job when the file has a ``contrast`` key.
+
+    In a contrast job an override ``LABEL.key=value`` goes to that run, one naming a contrast key
+    (``eval_games=4``) to the job, and any other to every run (``train.iterations=2``)."""
+    data = _read(Path(path), seen=())
+    if CONTRAST not in data:
+        return load_config(path, overrides)
+    mine, theirs = [], []
+    for override in overrides:
+        (mine if override.partition("=")[0].split(".")[0] in ContrastConfig.model_fields else theirs)\
+            .append(override)
+    for override in mine:
+        _apply_override(data, override)
+    try:
+        config = ContrastConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {validation_message(error)}") from None
+    runs = {}
+    for label, name in config.contrast.items():
+        own = [o.removeprefix(f"{label}.") for o in theirs if o.startswith(f"{label}.")]
+        every = [o for o in theirs if o.split(".")[0] not in config.contrast]
+        runs[label] = load_config(_relative(Path(path), name), [*every, *own])
+    games = {label: (run.game.name, run.game.params) for label, run in runs.items()}
+    if len({repr(game) for game in games.values()}) > 1:
+        raise ConfigError(f"{path}: the runs of a contrast must play the same game; they play "
+                          + ", ".join(f"{label}: {name} {params}" for label, (name, params) in games.items()))
+    job = ContrastJob(config=config, runs=runs)
+    job.crossplay_config()  # the field fits the game
+    return job
+
+
+def _relative(path: Path, name: str) -> Path:
+    """A config named from ``path``: a file beside it, else a preset."""
+    beside = path.parent / f"{name.removesuffix('.yaml')}.yaml"
+    return beside if beside.exists() else preset_path(name)
+
+
 EXTENDS = "extends"
 """Config key naming a preset (or a file, relative to this one) whose values this file overrides."""
 
@@ -345,10 +436,7 @@ def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     parent = data.pop(EXTENDS, None)
     if parent is None:
         return data
-    base = path.parent / f"{str(parent).removesuffix('.yaml')}.yaml"
-    if not base.exists():
-        base = preset_path(str(parent))
-    return _merge(_read(base, (*seen, path.resolve())), data)
+    return _merge(_read(_relative(path, str(parent)), (*seen, path.resolve())), data)
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

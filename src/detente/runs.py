@@ -15,6 +15,11 @@ Everything that reads or writes a run folder goes through this module::
       transcripts/crossplay.jsonl  TranscriptLine per kept cross-play game
       report.html, exploit.json, axelrod.json, tensorboard/
 
+    runs/<contrast>/            a contrast job (the main job): one run folder per label,
+      config.yaml, run.json     the ContrastConfig
+      naive/, adalign/          each a run folder as above
+      matrix.json, contrast.json  the joint cross-play and ContrastRecord
+
     runs/play/<time>/           one game a person played (detente play, detente serve):
       run.json, transcripts/crossplay.jsonl
 
@@ -36,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detente import __version__
 from detente.atomic import append_line, read_lines, write_atomic
-from detente.config import RunConfig, dump_config, load_config
+from detente.config import CONTRAST_RESULT_KEYS, RunConfig, dump_config, load_config
 from detente.errors import UserError
 from detente.games.base import Game
 from detente.policies.tabular import STATES, sigmoid
@@ -62,6 +67,7 @@ CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
 REPORT = "report.html"
 EXPLOIT = "exploit.json"
 AXELROD = "axelrod.json"
+CONTRAST_FILE = "contrast.json"
 TENSORBOARD = "tensorboard"
 PLAY_ROOT = Path("runs") / "play"
 """Where ``detente play`` and ``detente serve`` save finished games by default, one folder each."""
@@ -94,7 +100,7 @@ def _read_json(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------- run.json
-Producer = Literal["llm", "tabular", "tabular_pair", "lola", "eval"]
+Producer = Literal["llm", "tabular", "tabular_pair", "lola", "eval", "contrast"]
 
 
 class RunInfo(Record):
@@ -340,6 +346,10 @@ class CrossPlayStats(Record):
     invalid_rate: list[float]
     behaviour: dict[str, Figures] = Field(default_factory=dict)
     """Each agent's behaviour figures over all its games (:mod:`detente.behaviour`)."""
+    self_play: dict[str, Figures] = Field(default_factory=dict)
+    """Each agent's behaviour figures over its games against itself (both seats)."""
+    versus_others: dict[str, Figures] = Field(default_factory=dict)
+    """Each agent's behaviour figures over its games against the other agents."""
 
 
 class CrossPlayRecord(Record):
@@ -376,6 +386,48 @@ def write_result(folder: Path, name: str, data: dict[str, Any]) -> Path:
 def read_crossplay(folder: Path) -> CrossPlayRecord:
     path = Path(folder) / MATRIX
     return _parse(CrossPlayRecord, path, _read_json(path))
+
+
+# ---------------------------------------------------------------- contrast.json
+class ContrastBar(Record):
+    """One bar of the claim (:data:`detente.eval.contrast.BARS`): a run's figure against a threshold."""
+
+    run: str
+    figure: str
+    comparison: Literal["<=", ">="]
+    threshold: float
+    value: float | None
+    met: bool
+
+
+class ContrastRecord(Record):
+    """``contrast.json`` of a contrast job (:mod:`detente.eval.contrast`). On disk the runs' figures sit
+    at the top level, one object per label, beside ``n_rounds``, ``tft_vs_alld`` and ``bars``."""
+
+    runs: dict[str, Figures]
+    n_rounds: int
+    tft_vs_alld: float | None
+    bars: list[ContrastBar] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.runs, "n_rounds": self.n_rounds, "tft_vs_alld": self.tft_vs_alld,
+                "bars": [bar.model_dump() for bar in self.bars]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            return data
+        top = {key: data[key] for key in CONTRAST_RESULT_KEYS if key in data}
+        return {**top, "runs": {key: value for key, value in data.items() if key not in CONTRAST_RESULT_KEYS}}
+
+
+def write_contrast(folder: Path, record: ContrastRecord) -> Path:
+    return write_result(folder, CONTRAST_FILE, record.to_json())
+
+
+def read_contrast(folder: Path) -> ContrastRecord:
+    path = Path(folder) / CONTRAST_FILE
+    return _parse(ContrastRecord, path, ContrastRecord.from_json(_read_json(path)))
 
 
 # ---------------------------------------------------------------- transcripts

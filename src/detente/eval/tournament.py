@@ -50,7 +50,9 @@ def cross_play(
     names = list(agents)
     n = len(names)
     cells = [[_Cell() for _ in range(n)] for _ in range(n)]
-    seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]
+    seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]  # per agent, all its games
+    own_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]  # per agent, against itself
+    other_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]  # per agent, against the rest
     invalid = [Rate() for _ in range(n)]  # per agent: hits = invalid decisions
     lines: list[TranscriptLine] = []
 
@@ -67,6 +69,7 @@ def cross_play(
                 for seat, agent in enumerate(pair):
                     cells[agent][pair[1 - seat]].per_round.append(returns[seat] / game.n_rounds)
                     seat_games[agent].append((game, seat))
+                    (own_games if i == j else other_games)[agent].append((game, seat))
                     for decision in episode.decisions:
                         if decision.seat == seat:
                             invalid[agent].add(not decision.valid)
@@ -86,6 +89,8 @@ def cross_play(
             round_robin=[sum(row) / len(row) for row in mean_reward],
             invalid_rate=[c.value or 0.0 for c in invalid],
             behaviour=_behaviour(names, seat_games),
+            self_play=_behaviour(names, own_games),
+            versus_others=_behaviour(names, other_games),
         ),
     )
     return CrossPlay(record, lines)
