@@ -11,6 +11,7 @@ from rich.table import Table
 from detente.cli.common import CROSSPLAY_GAMES, UsageError, console, fmt, progress, resolve_config
 from detente.cli.eval import run_tournament
 from detente.config import RunConfig
+from detente.progress import OnProgress
 from detente.runs import CONFIG, MATRIX, METRICS, CrossPlayRecord, MetricsLine, write_crossplay
 
 DEFAULT_CONFIG = "cpu_ipd_adalign"
@@ -30,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "config.yaml differs from the config its checkpoint was trained with")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to "
                        "<run>/tensorboard/ (the same as --set train.tensorboard=true)")
+    train.add_argument("--ray-address", metavar="ADDR", help="with rollout.backend ray: join the Ray "
+                       "cluster at ADDR (default: $RAY_ADDRESS, else a Ray runtime started on this machine)")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.add_argument("--help-config", action="store_true", help="print every config key with its "
                        "type, default and description, and exit")
@@ -64,6 +67,8 @@ def cmd_train(args: argparse.Namespace) -> None:
         return
     if args.resume and config.agent.kind == "tabular":
         raise UsageError("tabular runs take seconds and keep no resume state: train again instead")
+    if args.ray_address and config.rollout.backend != "ray":
+        raise UsageError("--ray-address goes with rollout.backend ray (e.g. --set rollout.backend=ray)")
     if not args.resume:
         out = Path(args.out) if args.out else Path("runs") / config.name
         if (out / CONFIG).exists() and not args.overwrite:
@@ -71,6 +76,10 @@ def cmd_train(args: argparse.Namespace) -> None:
                              "or choose another --out")
         preflight(config)  # every agent and model the run names, before the old folder goes
         fresh_dir(out)  # a new run starts from an empty folder: nothing of an old one survives
+    if args.ray_address:
+        from detente.rollout.ray_pool import connect
+
+        connect(args.ray_address)
     console.print(f"[bold]detente train[/] {config.name}: {config.credit.algorithm} on {config.game.name}, "
                   f"{config.agent.kind} agent, co-player {config.coplayer}, "
                   f"{config.train.iterations} iterations -> {out}")
@@ -84,7 +93,10 @@ def cmd_train(args: argparse.Namespace) -> None:
                 status += f"  coop {values['behaviour/cooperation_rate']:.2f}"
             bar.update(task, completed=line.iteration + 1, status=status)
 
-        train(config, out, on_iteration, resume=bool(args.resume), force=args.force)
+        def on_chunk(done: int, total: int | None, status: str) -> None:
+            bar.update(task, status=f"rollout {done}/{total} {status}")
+
+        train(config, out, on_iteration, on_chunk, resume=bool(args.resume), force=args.force)
 
     agents = [f"run:{out}", *config.eval_opponents]
     result = run_tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed,
@@ -93,9 +105,9 @@ def cmd_train(args: argparse.Namespace) -> None:
     print_summary(result.record, agents[0], out)
 
 
-def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], None], resume: bool,
-          force: bool) -> None:
-    """Run the trainer of the config's agent kind."""
+def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], None], on_chunk: OnProgress,
+          resume: bool, force: bool) -> None:
+    """Run the trainer of the config's agent kind (``on_chunk`` follows a rollout on Ray workers)."""
     if config.agent.kind == "tabular":
         from detente.train.tabular import train_tabular
 
@@ -103,7 +115,7 @@ def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], No
         return
     from detente.train.llm import train_llm
 
-    train_llm(config, out, on_iteration, resume=resume, force=force)
+    train_llm(config, out, on_iteration, resume=resume, force=force, on_progress=on_chunk)
 
 
 def print_summary(record: CrossPlayRecord, agent: str, out: Path) -> None:
