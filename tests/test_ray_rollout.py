@@ -10,6 +10,8 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import subprocess
+import sys
 from pathlib import Path
 
 import pytest
@@ -128,3 +130,24 @@ def test_a_worker_killed_mid_iteration_is_replaced_and_every_game_is_played_once
         assert all(r.slot == key[0] for r in chat)
     untimed = [{k: v for k, v in r.stats.items() if k != "act_ms"} for r in (killed, clean)]
     assert untimed[0] == untimed[1] and untimed[0]["decisions"] > 0
+
+
+def test_detente_train_joins_a_running_cluster_with_ray_address(ray_runtime, tiny_model_dir, tmp_path):
+    """The command line in its own process: ``--ray-address`` joins this session's Ray runtime (as it
+    would a cluster's head), trains on its workers with one progress bar, then cross-plays locally."""
+    address = ray_runtime.get_runtime_context().gcs_address
+    sets = ["agent.kind=llm", f"agent.model={tiny_model_dir}", "agent.lora_r=4", "agent.lora_alpha=8",
+            "game.params={n_rounds: 2}", "train.iterations=1", "train.games_per_iteration=4",
+            "credit.group_size=2", "rollout.backend=ray", "rollout.workers=2", "rollout.chunk_games=2",
+            "eval_games=2", "eval_opponents=[alld]"]
+    args = [arg for value in sets for arg in ("--set", value)]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+    env.pop("RAY_ADDRESS", None)
+    command = "import sys; from detente.cli import main; sys.exit(main(sys.argv[1:]))"
+    done = subprocess.run([sys.executable, "-c", command, "train", *args, "--out", str(tmp_path),
+                           "--ray-address", address], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "training" in done.stdout and "1/1" in done.stdout
+    [line] = read_metrics(tmp_path)
+    assert line.values["perf/workers"] == 2 and line.values["perf/chunks"] == 2
+    assert (tmp_path / "matrix.json").is_file()
