@@ -34,6 +34,7 @@ its adapter id.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -49,6 +50,8 @@ from detente.rollout.ray_pool import Worker, WorkerPool, require_ray
 from detente.train.buffer import OpponentBuffer
 from detente.train.rollout import LocalRollout, RolloutResult
 from detente.train.seating import LEARNER, Seating, coplayer_policy
+
+log = logging.getLogger(__name__)
 
 COPLAYER = "coplayer"
 """Role of the fixed co-player in a :class:`SeatPlan`."""
@@ -150,6 +153,11 @@ class RayRollout:
         """The worker pool, started if it is not running."""
         if self.pool is None:
             rollout = self.config.rollout
+            chunks = -(-self.config.train.games_per_iteration // rollout.chunk_games)  # ceiling
+            if rollout.workers > chunks:
+                log.warning("rollout.workers %d > %d chunks per iteration: %d workers will stay idle (lower "
+                            "rollout.chunk_games, now %d)", rollout.workers, chunks, rollout.workers - chunks,
+                            rollout.chunk_games)
             self.pool = WorkerPool(RolloutWorker, (self.config,), rollout.workers, rollout.resources,
                                    "rollout worker")
         return self.pool
