@@ -84,3 +84,29 @@ def test_the_default_commands_never_import_ray(tmp_path):
                           env={**os.environ, "PYTHONPATH": str(src)})
     assert done.returncode == 0, done.stderr[-2000:]
     assert (tmp_path / "matrix.json").is_file()
+
+
+def test_a_resume_may_change_the_worker_count_and_nothing_else_of_the_rollout(tmp_path):
+    """Checked before any model loads: the worker count is where games run, the chunk size is part of
+    the experiment, and a checkpoint written before the rollout section existed meant its defaults."""
+    import yaml
+
+    from detente.runs import checkpoint_dir, write_latest
+    from detente.train.llm import resume_point
+
+    def checkpoint(config):
+        folder = checkpoint_dir(tmp_path, 1)
+        folder.mkdir(parents=True, exist_ok=True)
+        (folder / "config.yaml").write_text(yaml.safe_dump(config))
+        write_latest(tmp_path, 1)
+        return folder
+
+    ray = [*LLM, "rollout.backend=ray", "rollout.workers=2", "rollout.chunk_games=8"]
+    saved = checkpoint(load_config(None, ray).model_dump(mode="json"))
+    assert resume_point(tmp_path, load_config(None, [*ray, "rollout.workers=7"])) == saved
+    with pytest.raises(ConfigError, match=r"rollout.chunk_games: 8 -> 4; pass --force"):
+        resume_point(tmp_path, load_config(None, [*ray, "rollout.chunk_games=4"]))
+    older = load_config(None, LLM).model_dump(mode="json")
+    del older["rollout"]
+    checkpoint(older)
+    assert resume_point(tmp_path, load_config(None, LLM)) == saved
