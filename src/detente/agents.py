@@ -200,11 +200,16 @@ def api_endpoint(config: EndpointConfig) -> Endpoint:
 
 
 def preflight(config: RunConfig, *, learner_model: bool = True) -> None:
-    """Check, before any model loads, what a run needs from this machine: the learner's model
-    (unless ``learner_model`` is False: the caller has it loaded), and the folders and models of
-    every ``run:`` / ``model:`` co-player and evaluation opponent."""
+    """Check, before any model loads, what a run needs from this machine: Ray for
+    ``rollout.backend ray``, the learner's model (unless ``learner_model`` is False: the caller has it
+    loaded), and the folders and models of every ``run:`` / ``model:`` co-player and evaluation
+    opponent."""
     from detente.models import ModelNotFound, check_model
 
+    if config.rollout.backend == "ray":
+        from detente.rollout.ray_pool import require_ray
+
+        require_ray()
     if config.agent.kind == "llm" and learner_model:
         try:
             check_model(config.agent.model)

@@ -198,6 +198,40 @@ class EndpointConfig(Strict):
                               "as down and the run stops (with one line; what was written stays).")
     temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of the API model.")
     max_tokens: int = Field(512, ge=1, description="Longest reply of the API model, in tokens.")
+# ---------------------------------------------------------------- rollout
+class WorkerResources(Strict):
+    """What one Ray rollout worker reserves on its node."""
+
+    num_cpus: float = Field(1.0, gt=0.0, description="CPUs per worker (Ray's num_cpus). The worker runs "
+                            "torch on this many threads (at least 1), so the numbers a chunk of games "
+                            "gives depend on this value and never on the node it lands on.")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per worker (Ray's num_gpus; a fraction shares a "
+                            "GPU between workers). A worker that gets a GPU loads its models there in "
+                            "bfloat16.")
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of a worker: the whole CPUs it reserves, at least one."""
+        return max(1, int(self.num_cpus))
+
+
+class RolloutConfig(Strict):
+    """Where an llm iteration's games are played: in the trainer's process, or on Ray actors."""
+
+    backend: Literal["local", "ray"] = Field("local", description="local: every game in the trainer's "
+                                             "process, all at once. ray: on rollout.workers Ray actors, "
+                                             "each holding the base model once and receiving only the "
+                                             "learner's LoRA weights after every update (needs the ray "
+                                             "extra: pip install 'detente[ray]'). llm only.")
+    workers: int = Field(1, ge=1, description="ray: rollout workers (Ray actors, one per GPU or CPU slot). "
+                         "The results do not depend on it: a resumed run may change it.")
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    chunk_games: int = Field(16, ge=1, description="ray: games per work unit: the iteration's games are cut "
+                             "into chunks of whole seed groups, each played as one batch by whichever "
+                             "worker is free, so any number of workers computes the same chunks. A "
+                             "multiple of the seed-group size (credit.group_size with the group baseline, "
+                             "else 1). Smaller chunks spread better over many workers; larger ones batch "
+                             "more games per forward.")
 
 
 class RunConfig(Strict):
@@ -220,6 +254,7 @@ class RunConfig(Strict):
                                                  "without @NAME uses $OPENAI_BASE_URL and $OPENAI_API_KEY.")
     api_cache: bool = Field(True, description="Cache API answers on disk by (model, messages, sampling, "
                             "seed): a repeated evaluation sends no request. false: always ask.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     eval_games: int = Field(200, ge=1, description="Games per opponent in the final evaluation.")
     eval_opponents: list[str] = Field(default_factory=list, description="Opponents of the final "
                                       "cross-play: scripted strategies of the game, run:DIR[@N] or "
@@ -292,7 +327,24 @@ class RunConfig(Strict):
                                             or self.train.kl_coef > 0):
             raise ValueError("buffer, train.epochs > 1 and train.kl_coef are llm options; the tabular "
                              "learner does not use them")
+        self._rollout()
         return self
+
+    def _rollout(self) -> None:
+        rollout = self.rollout
+        if rollout.backend == "local":
+            placed = rollout.model_dump(exclude_defaults=True).keys() - {"backend"}
+            if placed:
+                raise ValueError(f"rollout.{sorted(placed)[0]} applies to rollout.backend ray; this run "
+                                 "plays locally (rollout.backend local)")
+            return
+        if self.agent.kind != "llm":
+            raise ValueError("rollout.backend ray plays llm games; the tabular learners play in-process")
+        K = self.credit.seed_group_size  # games per seed group
+        if rollout.chunk_games % K:
+            raise ValueError(f"rollout.chunk_games ({rollout.chunk_games}) must be a multiple of the "
+                             f"seed-group size ({K}, credit.group_size): a seed group is never split "
+                             "between workers")
 
 
 def _fits(spec: AgentSpec, allowed: tuple[AgentKind, ...], game: Game, where: str) -> AgentSpec:
@@ -398,6 +450,9 @@ def _relative(path: Path, name: str) -> Path:
     beside = path.parent / f"{name.removesuffix('.yaml')}.yaml"
     return beside if beside.exists() else preset_path(name)
 
+
+RESUMABLE = ("rollout.workers",)
+"""Keys a resumed run may change without ``--force``: where its games run, not what they give."""
 
 EXTENDS = "extends"
 """Config key naming a preset (or a file, relative to this one) whose values this file overrides."""

@@ -42,7 +42,7 @@ def train_contrast(job: ContrastJob, out: Path, args: argparse.Namespace) -> Non
     cross-play them with the field, write ``matrix.json`` and ``contrast.json`` and print the contrast."""
     from detente.agents import preflight
     from detente.atomic import fresh_dir
-    from detente.cli.trainer import train_with_progress
+    from detente.cli.trainer import join_ray, train_with_progress
     from detente.eval.contrast import contrast_record
     from detente.games import make_game
 
@@ -58,6 +58,7 @@ def train_contrast(job: ContrastJob, out: Path, args: argparse.Namespace) -> Non
     names = " vs ".join(job.runs)
     console.print(f"[bold]detente train[/] {job.config.name}: {names} on {first.game.name}, then one "
                   f"cross-play -> {out}", highlight=False)
+    join_ray(args.ray_address, list(job.runs.values()))
     for label, config in job.runs.items():
         resume = bool(args.resume) and config.agent.kind == "llm" and read_latest(out / label) is not None
         train_with_progress(config, out / label, label, resume=resume, force=args.force)

@@ -10,7 +10,7 @@ from rich.table import Table
 
 from detente.cli.common import CROSSPLAY_GAMES, UsageError, console, fmt, resolve_config
 from detente.cli.eval import run_tournament
-from detente.cli.trainer import train_with_progress
+from detente.cli.trainer import join_ray, train_with_progress
 from detente.config import RunConfig
 from detente.runs import CONFIG, MATRIX, METRICS, CrossPlayRecord, write_crossplay
 
@@ -31,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "config.yaml differs from the config its checkpoint was trained with")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to "
                        "<run>/tensorboard/ (the same as --set train.tensorboard=true)")
+    train.add_argument("--ray-address", metavar="ADDR", help="with rollout.backend ray: join the Ray "
+                       "cluster at ADDR (default: $RAY_ADDRESS, else a Ray runtime started on this machine)")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.add_argument("--help-config", action="store_true", help="print every config key with its "
                        "type, default and description, and exit")
@@ -83,6 +85,7 @@ def cmd_train(args: argparse.Namespace) -> None:
     if not args.resume:
         preflight(config)  # every agent and model the run names, before the old folder goes
         fresh_dir(out)  # a new run starts from an empty folder: nothing of an old one survives
+    join_ray(args.ray_address, [config])
     train_with_progress(config, out, "training", resume=bool(args.resume), force=args.force)
 
     agents = [f"run:{out}", *config.eval_opponents]

@@ -3,11 +3,12 @@ contrast job."""
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 
-from detente.cli.common import console, progress
+from detente.cli.common import UsageError, console, progress
 from detente.config import RunConfig
+from detente.progress import OnProgress
 from detente.runs import MetricsLine
 
 
@@ -27,12 +28,15 @@ def train_with_progress(config: RunConfig, out: Path, description: str, *, resum
                 status += f"  coop {values['behaviour/cooperation_rate']:.2f}"
             bar.update(task, completed=line.iteration + 1, status=status)
 
-        train(config, out, on_iteration, resume=resume, force=force)
+        def on_chunk(done: int, total: int | None, status: str) -> None:
+            bar.update(task, status=f"rollout {done}/{total} {status}")
+
+        train(config, out, on_iteration, on_chunk, resume=resume, force=force)
 
 
-def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], None], resume: bool,
-          force: bool) -> None:
-    """Run the trainer of the config's agent kind."""
+def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], None], on_chunk: OnProgress,
+          resume: bool, force: bool) -> None:
+    """Run the trainer of the config's agent kind (``on_chunk`` follows a rollout on Ray workers)."""
     if config.agent.kind == "tabular":
         from detente.train.tabular import train_tabular
 
@@ -40,4 +44,15 @@ def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], No
         return
     from detente.train.llm import train_llm
 
-    train_llm(config, out, on_iteration, resume=resume, force=force)
+    train_llm(config, out, on_iteration, resume=resume, force=force, on_progress=on_chunk)
+
+
+def join_ray(address: str | None, configs: Sequence[RunConfig]) -> None:
+    """``--ray-address``: join that Ray cluster before training runs whose rollouts use Ray."""
+    if not address:
+        return
+    if not any(config.rollout.backend == "ray" for config in configs):
+        raise UsageError("--ray-address goes with rollout.backend ray (e.g. --set rollout.backend=ray)")
+    from detente.rollout.ray_pool import connect
+
+    connect(address)
