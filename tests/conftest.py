@@ -6,9 +6,13 @@ trainer tests take about 50 s on one thread and nearly 4 minutes on two).
 
 ``fake_openai``: a chat-completions server on loopback for API-policy tests.
 ``tiny_model_dir``: a tiny random model saved as a Hugging Face folder.
+``ray_runtime``: a local Ray runtime with 2 CPUs, started once for the session by the first test that
+asks for it (such tests skip where Ray is not installed).
 """
 
+import logging
 from collections.abc import Iterator
+from typing import Any
 
 import pytest
 import torch
@@ -35,3 +39,13 @@ def tiny_model_dir(tmp_path_factory):
     tiny_model().save_pretrained(folder)
     tiny_tokenizer().save_pretrained(folder)
     return folder
+
+
+@pytest.fixture(scope="session")
+def ray_runtime() -> Iterator[Any]:
+    """The ``ray`` module, connected to a local runtime of 2 CPUs (2 rollout workers of one CPU each)."""
+    ray = pytest.importorskip("ray")
+    if not ray.is_initialized():
+        ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING)
+    yield ray
+    ray.shutdown()

@@ -50,10 +50,12 @@ def test_bad_config_value_is_one_line_and_status_2(capsys, tmp_path):
     assert not (tmp_path / "r").exists()
 
 
-def test_play_prints_each_decision_and_the_totals(capsys):
-    assert main(["play", "--agents", "alld,tft", "--param", "n_rounds=3"]) == 0
+def test_play_prints_each_decision_and_the_totals_and_saves_the_game(capsys, tmp_path):
+    assert main(["play", "--agents", "alld,tft", "--param", "n_rounds=3", "--out", str(tmp_path)]) == 0
     out = capsys.readouterr().out
     assert "round 3" in out and "total: alld 7, tft 2" in out
+    line = json.loads((tmp_path / "transcripts" / "crossplay.jsonl").read_text())
+    assert line["players"] == ["alld", "tft"] and len(line["round_rewards"]) == 3
 
 
 def test_models_lists_the_embedded_model_and_the_cache(capsys, tmp_path, monkeypatch):

@@ -88,7 +88,7 @@ def test_help_config_lists_every_key_with_its_description(capsys):
 
 def test_overwrite_starts_from_an_empty_folder(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
-    args = ["train", *llm(tiny_model_dir, "train.checkpoint_every=1"), "--out", str(out)]
+    args = ["train", "cpu_ipd_adalign", *llm(tiny_model_dir, "train.checkpoint_every=1"), "--out", str(out)]
     assert main(args) == 0
     assert (out / "checkpoints" / "iter_1").is_dir()
     stale = out / "checkpoints" / "iter_7"
@@ -102,7 +102,8 @@ def test_overwrite_starts_from_an_empty_folder(tmp_path, tiny_model_dir, capsys)
 
 def test_resume_refuses_an_edited_config_unless_forced(tmp_path, tiny_model_dir, capsys):
     out = tmp_path / "run"
-    assert main(["train", *llm(tiny_model_dir, "train.iterations=1"), "--out", str(out)]) == 0
+    args = ["train", "cpu_ipd_adalign", *llm(tiny_model_dir, "train.iterations=1"), "--out", str(out)]
+    assert main(args) == 0
     capsys.readouterr()
     config = out / "config.yaml"
     edited = config.read_text().replace("lr: 0.01", "lr: 0.02").replace("iterations: 1", "iterations: 2")

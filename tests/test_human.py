@@ -124,6 +124,18 @@ def test_an_invalid_answer_is_explained_and_asked_again():
     assert terminal.prompts == ["(type A or B) > "] * 3
 
 
+def test_a_person_is_asked_until_the_answer_parses_not_defaulted_after_max_tries():
+    typos = ["maybe", "C", "", "yes", "cooperate", "AB"]
+    terminal = Terminal([*typos, "b"])
+    game = make_game("ipd", n_rounds=1)
+    episode, = play([game], [(HumanPolicy(terminal.ask, terminal.show), make_scripted("allc", game))], [0],
+                    max_tries=3)
+    mine, = [d for d in episode.decisions if d.seat == 0]
+    assert mine.valid and mine.tries == len(typos) + 1 and game.moves == [(1, 0)]
+    assert sum(text.startswith("[not accepted: ") for text in terminal.shown) == len(typos)
+    assert terminal.shown[0].startswith("\n--- round 1 ---\n")
+
+
 def test_a_trust_and_split_round_shows_the_other_agents_message():
     terminal = Terminal(["My hand is paper.", "7"])
     game = make_game("trust_split", n_rounds=1)

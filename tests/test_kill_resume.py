@@ -63,10 +63,11 @@ def weights(folder: Path) -> dict[str, dict]:
 def test_sigkill_at_any_moment_then_resume_equals_an_uninterrupted_run(tmp_path, tiny_model_dir):
     straight, killed = tmp_path / "straight", tmp_path / "killed"
     rng = random.Random(0)
-    assert run("none", 0, ["train", *settings(tiny_model_dir), "--out", str(straight)], rng) == 0
+    assert run("none", 0, ["train", "cpu_ipd_adalign", *settings(tiny_model_dir), "--out", str(straight)],
+               rng) == 0
     codes = []
     for i, (point, n) in enumerate(KILLS):
-        args = ["train", *settings(tiny_model_dir), "--out", str(killed)] if i == 0 else \
+        args = ["train", "cpu_ipd_adalign", *settings(tiny_model_dir), "--out", str(killed)] if i == 0 else \
             ["train", "--resume", str(killed)]
         codes.append(run(point, n, args, rng))
     assert codes[-1] == 0 and codes.count(-signal.SIGKILL) >= 6, codes

@@ -23,7 +23,7 @@ LAYERS = [
     ("detente.behaviour",),
     ("detente.train",),
     ("detente.eval", "detente.bench"),
-    ("detente.report",),
+    ("detente.report", "detente.serve"),
     ("detente.cli",),
 ]
 """Bottom first. A module may import its own layer and those below it, never one above."""

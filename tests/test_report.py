@@ -15,6 +15,9 @@ from detente.cli import main
 from detente.config import load_config
 from detente.eval.tournament import cross_play
 from detente.games import make_game
+from detente.games.trust_split import MESSAGE as TAS_MESSAGE
+from detente.policies.base import Policy
+from detente.policies.scripted import make_scripted
 from detente.report import (
     ReportError,
     curves_section,
@@ -23,7 +26,8 @@ from detente.report import (
     transcript_section,
     write_report,
 )
-from detente.runs import TranscriptLine, write_crossplay
+from detente.rollout.play import play, transcript
+from detente.runs import TranscriptLine, write_crossplay, write_game
 from detente.train.llm import train_llm
 from detente.train.tabular import train_tabular
 from tiny_model import tiny_lm
@@ -126,6 +130,40 @@ def test_page_shows_plots_heatmap_and_transcripts_and_loads_nothing(folders):
     assert errors == [] and dialogs == []
     outside = [url for url in requests if url != page_path.as_uri() and not url.startswith("data:")]
     assert outside == [], f"the page requested {outside}"
+
+
+class Says(Policy):
+    """Writes ``text`` as its message and keeps 5 coins, whatever it is shown."""
+
+    def __init__(self, text: str) -> None:
+        self.name, self.text = "says", text
+
+    def act(self, decisions):
+        return [f"<<message_start>>{self.text}<<message_end>>" if d.spec == TAS_MESSAGE else "<keep coins=5>"
+                for d in decisions]
+
+
+def test_a_trust_and_split_message_that_is_a_script_shows_as_text_in_chromium(tmp_path):
+    script = "<script>window.pwned=1</script>"
+    game = make_game("trust_split", n_rounds=1)
+    seating = (Says(script), make_scripted("greedy", game))
+    episode, = play([game], [seating], [0])
+    write_game(tmp_path, game, transcript(episode, seating, 0, seed=0))
+    page_path = write_report(tmp_path)
+    assert script not in page_path.read_text()
+
+    sync_playwright = browser_or_skip()
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=str(CHROMIUM), args=BROWSER_ARGS)
+        try:
+            page = browser.new_page()
+            page.goto(page_path.as_uri())
+            raws = page.locator("#game-view td.seat0 .raw")
+            assert raws.first.inner_text() == f"<<message_start>>{script}<<message_end>>"
+            assert page.locator("#game-view script").count() == 0
+            assert page.evaluate("window.pwned") is None
+        finally:
+            browser.close()
 
 
 def test_html_escapes_model_text_and_is_self_contained(folders):

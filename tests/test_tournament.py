@@ -53,6 +53,22 @@ def test_behaviour_rates(result):
     assert result.stats.behaviour["tft"]["forgiveness_rate"] is None
 
 
+def test_self_play_and_versus_others_split_each_agents_games(result):
+    self_play, others = result.stats.self_play, result.stats.versus_others
+    # tit-for-tat against itself cooperates throughout; against the zoo alld drags it down
+    assert self_play["tft"]["mutual_cooperation_rate"] == 1.0
+    assert others["tft"]["cooperation_rate"] < 1.0
+    assert others["tft"]["retaliation_rate"] == 1.0
+    assert self_play["alld"]["cooperation_rate"] == 0.0
+    # grim against itself never sees a defection: nothing to retaliate against
+    assert self_play["grim"]["retaliation_rate"] is None
+    # all games = self-play + the rest: tft sits in both seats of its 20 self-play games (40 seat-games)
+    # and in one seat of each of its 80 games against the other four
+    total = result.stats.behaviour["tft"]["cooperation_rate"]
+    assert total == pytest.approx((40 * self_play["tft"]["cooperation_rate"]
+                                   + 80 * others["tft"]["cooperation_rate"]) / 120)
+
+
 def test_efficiency_is_realised_over_best_possible(result):
     # mutual cooperation gives 6 of a best possible 6 per round (3+3 beats 5+0)
     assert result.stats.efficiency[0][0] == pytest.approx(1.0)

@@ -5,6 +5,8 @@
 ``run:DIR``              the agent trained in run folder DIR (its last checkpoint);
 ``run:DIR@N``            its checkpoint after iteration N (llm runs)
 ``model:NAME``           a language model as it is (``model:smollm2``, a Hugging Face id or folder)
+``api:MODEL``            a model behind an OpenAI-compatible endpoint (``$OPENAI_BASE_URL``);
+``api:MODEL@ENDPOINT``   the same behind a named endpoint of the config (``endpoints:``)
 ``human``                a person at the terminal
 ``self``                 (training co-player only) the learner itself: self-play
 ``base``                 (training co-player only, llm) the learner's untrained base model
@@ -27,14 +29,16 @@ from typing import Literal, TypeAlias
 
 from detente.errors import ConfigError
 
-AgentKind: TypeAlias = Literal["scripted", "run", "model", "human", "self", "base"]
+AgentKind: TypeAlias = Literal["scripted", "run", "model", "api", "human", "self", "base"]
 RUN_PREFIX = "run:"
 MODEL_PREFIX = "model:"
-FORMS = "a scripted strategy of the game (tft, alld, greedy, random:0.3, ...), run:DIR[@N], model:NAME, human"
+API_PREFIX = "api:"
+FORMS = ("a scripted strategy of the game (tft, alld, greedy, random:0.3, ...), run:DIR[@N], model:NAME, "
+         "api:MODEL[@ENDPOINT], human")
 """The valid forms, for error messages."""
-COPLAYER_KINDS: tuple[AgentKind, ...] = ("self", "base", "scripted", "run", "model")
-OPPONENT_KINDS: tuple[AgentKind, ...] = ("scripted", "run", "model")
-SEAT_KINDS: tuple[AgentKind, ...] = ("scripted", "run", "model", "human")
+COPLAYER_KINDS: tuple[AgentKind, ...] = ("self", "base", "scripted", "run", "model", "api")
+OPPONENT_KINDS: tuple[AgentKind, ...] = ("scripted", "run", "model", "api")
+SEAT_KINDS: tuple[AgentKind, ...] = ("scripted", "run", "model", "api", "human")
 
 
 @dataclass(frozen=True)
@@ -48,6 +52,8 @@ class AgentSpec:
     """scripted: the short name with its parameter (``random:0.3``); run: the folder; model: the name."""
     at: int | None = None
     """run: the checkpoint's iteration, None for the last one."""
+    endpoint: str | None = None
+    """api: the named endpoint of the config, None for the one ``$OPENAI_BASE_URL`` names."""
 
     @property
     def run_dir(self) -> Path:
@@ -70,6 +76,13 @@ def parse_agent(text: str) -> AgentSpec:
         if sep and not at.isdigit():
             raise ConfigError(f"{name!r}: the part after @ must be an iteration number, as in run:DIR@10")
         return AgentSpec("run", name, folder, int(at) if sep else None)
+    if name.startswith(API_PREFIX):
+        rest = name.removeprefix(API_PREFIX)
+        model, sep, endpoint = rest.rpartition("@") if "@" in rest else (rest, "", "")
+        if not model or (sep and not endpoint):
+            raise ConfigError(f"{name!r}: api: needs a model name, as in api:gpt-5-nano or "
+                              "api:MODEL@ENDPOINT")
+        return AgentSpec("api", name, model, endpoint=endpoint or None)
     if name.startswith(MODEL_PREFIX):
         model = name.removeprefix(MODEL_PREFIX)
         if not model:
@@ -96,4 +109,4 @@ def kind_names(kinds: Iterable[AgentKind]) -> list[str]:
 _BARE: dict[str, AgentKind] = {"human": "human", "self": "self", "base": "base"}
 """The names that are a kind on their own."""
 _KIND_NAMES = {"self": "self", "base": "base", "human": "human", "scripted": "a scripted strategy",
-               "run": "run:DIR[@N]", "model": "model:NAME"}
+               "run": "run:DIR[@N]", "model": "model:NAME", "api": "api:MODEL[@ENDPOINT]"}

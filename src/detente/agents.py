@@ -18,7 +18,9 @@ each trained agent is one more LoRA adapter on it.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import importlib.util
+import os
+from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -43,23 +45,30 @@ from detente.runs import (
 )
 
 if TYPE_CHECKING:
-    from detente.config import RunConfig
+    from detente.config import EndpointConfig, RunConfig
+    from detente.policies.api import Endpoint
     from detente.policies.llm_backend import LoRAModel
 
 
 class AgentPool:
     """Builds agents for one game, sharing base models between language-model agents."""
 
-    def __init__(self, game: Game, models: dict[str, LoRAModel] | None = None) -> None:
+    def __init__(self, game: Game, models: dict[str, LoRAModel] | None = None,
+                 endpoints: Mapping[str, EndpointConfig] | None = None, api_cache: bool = True) -> None:
         self.game = game
         self.models: dict[str, LoRAModel] = dict(models or {})
+        self.endpoints = dict(endpoints or {})
+        """Named endpoints for ``api:MODEL@NAME`` agents (a run config's ``endpoints``)."""
+        self.api_cache = api_cache
 
     def make(self, name: str | AgentSpec) -> Policy:
         """The policy called ``name``; :class:`ConfigError` with a readable reason if there is none."""
         spec = parse_agent(name) if isinstance(name, str) else name
-        check_agent(spec, self.game)
+        check_agent(spec, self.game, endpoints=self.endpoints)
         if spec.kind == "run":
             return self._run_agent(spec)
+        if spec.kind == "api":
+            return self._api_agent(spec)
         if spec.kind == "model":
             from detente.policies.llm import LLMPolicy
 
@@ -84,6 +93,15 @@ class AgentPool:
         lm.load_adapter(adapter, checkpoint_folder(spec) / ADAPTER_DIR)
         return LLMPolicy(lm, adapter, name=spec.text, **agent.policy_options())
 
+    def _api_agent(self, spec: AgentSpec) -> Policy:
+        from detente.policies.api import APIPolicy
+
+        config = self.endpoints.get(spec.endpoint) if spec.endpoint else None
+        if config is None:
+            return APIPolicy(spec.value, name=spec.text, cache=self.api_cache)
+        sampling = {"temperature": config.temperature, "max_tokens": config.max_tokens}
+        return APIPolicy(spec.value, api_endpoint(config), name=spec.text, cache=self.api_cache, **sampling)
+
     def _model(self, name: str, config: RunConfig | None) -> LoRAModel:
         if name not in self.models:
             from detente.policies.llm_backend import LoRAModel
@@ -104,12 +122,16 @@ def checkpoint_folder(spec: AgentSpec) -> Path:
     return folder
 
 
-def check_agent(spec: AgentSpec, game: Game, where: str = "") -> None:
-    """:class:`ConfigError` unless ``spec`` can play ``game`` here; no model is loaded.
+def check_agent(spec: AgentSpec, game: Game, where: str = "",
+                endpoints: Mapping[str, EndpointConfig] | None = None) -> None:
+    """:class:`ConfigError` unless ``spec`` can play ``game`` here; no model is loaded, no endpoint asked.
 
-    ``where`` (e.g. ``"coplayer"``) starts the message when given.
+    ``where`` (e.g. ``"coplayer"``) starts the message when given; ``endpoints`` are the named API
+    endpoints ``api:MODEL@NAME`` may use.
     """
     say = f"{where}: " if where else ""
+    if spec.kind == "api":
+        _check_api(spec, endpoints or {}, say)
     if spec.kind == "scripted":
         try:
             make_scripted(spec.value, game)
@@ -156,12 +178,38 @@ def _check_run(spec: AgentSpec, game: Game, say: str) -> None:
         raise ConfigError(f"{say}{spec.text}: {error}") from None
 
 
+def _check_api(spec: AgentSpec, endpoints: Mapping[str, EndpointConfig], say: str) -> None:
+    if importlib.util.find_spec("openai") is None:
+        raise ConfigError(f"{say}{spec.text} needs the openai client: pip install 'detente[api]'")
+    if spec.endpoint is not None and spec.endpoint not in endpoints:
+        known = ", ".join(endpoints) or "none"
+        raise ConfigError(f"{say}{spec.text}: no endpoint {spec.endpoint!r} (defined: {known}; name them "
+                          "under endpoints: in the config)")
+    env = endpoints[spec.endpoint].api_key_env if spec.endpoint else "OPENAI_API_KEY"
+    if not os.environ.get(env):
+        raise ConfigError(f"{say}{spec.text}: environment variable {env} is not set; it must hold the API "
+                          "key")
+
+
+def api_endpoint(config: EndpointConfig) -> Endpoint:
+    """The API policy's :class:`~detente.policies.api.Endpoint` of a config's endpoint."""
+    from detente.policies.api import Endpoint
+
+    fields = config.model_dump(exclude={"temperature", "max_tokens"})
+    return Endpoint(**fields)
+
+
 def preflight(config: RunConfig, *, learner_model: bool = True) -> None:
-    """Check, before any model loads, what a run needs from this machine: the learner's model
-    (unless ``learner_model`` is False: the caller has it loaded), and the folders and models of
-    every ``run:`` / ``model:`` co-player and evaluation opponent."""
+    """Check, before any model loads, what a run needs from this machine: Ray for
+    ``rollout.backend ray``, the learner's model (unless ``learner_model`` is False: the caller has it
+    loaded), and the folders and models of every ``run:`` / ``model:`` co-player and evaluation
+    opponent."""
     from detente.models import ModelNotFound, check_model
 
+    if config.rollout.backend == "ray":
+        from detente.rollout.ray_pool import require_ray
+
+        require_ray()
     if config.agent.kind == "llm" and learner_model:
         try:
             check_model(config.agent.model)
@@ -171,23 +219,25 @@ def preflight(config: RunConfig, *, learner_model: bool = True) -> None:
     named = [("coplayer", config.coplayer)] + [("eval_opponents", n) for n in config.eval_opponents]
     for where, name in named:
         spec = parse_agent(name)
-        check_agent(spec, game, where)
+        check_agent(spec, game, where, config.endpoints)
         if where == "coplayer" and spec.kind == "run" and config.agent.kind == "tabular" \
                 and not tabular_run(spec.run_dir):
             raise ConfigError(f"coplayer: {spec.text} is an llm run; a tabular learner plays tabular runs")
 
 
-def make_agents(names: Sequence[str], game: Game) -> dict[str, Policy]:
+def make_agents(names: Sequence[str], game: Game, endpoints: Mapping[str, EndpointConfig] | None = None,
+                api_cache: bool = True) -> dict[str, Policy]:
     """One policy per name, sharing base models; :class:`ConfigError` on an unknown or repeated name."""
     if len(set(names)) != len(names):
         raise ConfigError("each agent may be named only once")
-    pool = AgentPool(game)
+    pool = AgentPool(game, endpoints=endpoints, api_cache=api_cache)
     return {name: pool.make(name) for name in names}
 
 
-def make_agent(name: str, game: Game, models: dict[str, LoRAModel] | None = None) -> Policy:
+def make_agent(name: str, game: Game, models: dict[str, LoRAModel] | None = None,
+               endpoints: Mapping[str, EndpointConfig] | None = None, api_cache: bool = True) -> Policy:
     """One policy; a language-model agent reuses ``models[name]`` when its base model is loaded there."""
-    return AgentPool(game, models).make(name)
+    return AgentPool(game, models, endpoints, api_cache).make(name)
 
 
 def run_config(run_dir: Path) -> RunConfig:

@@ -77,12 +77,21 @@ class AgentConfig(Strict):
     max_message_tokens: int | None = Field(None, ge=1, description="llm: token limit of a free-text "
                                            "message; None derives it from the game's character limit.")
     act_batch_size: int = Field(16, ge=1, description="llm: chats per forward pass when acting.")
+    backend: Literal["transformers", "vllm"] = Field("transformers", description="llm: what computes the "
+                                                     "acting policies' numbers: transformers (the packed "
+                                                     "forward with KV caches) or vllm (a vLLM engine in this "
+                                                     "process: the vllm extra). Training always runs on "
+                                                     "transformers + peft.")
+    vllm_memory: float | None = Field(None, gt=0, description="llm, vllm backend: GiB of KV cache on a "
+                                      "CPU (default 1), or the fraction of GPU memory vLLM may take (default "
+                                      "0.4).")
 
     def policy_options(self) -> dict[str, Any]:
         """The :class:`~detente.policies.llm.LLMPolicy` settings this config gives (the one place they
         are mapped: the trainer, its co-players and ``run:`` agents all act with them)."""
         return {"temperature": self.temperature, "system_prompt": self.system_prompt,
-                "batch_size": self.act_batch_size, "max_message_tokens": self.max_message_tokens}
+                "batch_size": self.act_batch_size, "max_message_tokens": self.max_message_tokens,
+                "backend": self.backend, "vllm_memory": self.vllm_memory}
 
 
 # ---------------------------------------------------------------- credit
@@ -171,6 +180,60 @@ class BufferConfig(Strict):
                           "checkpoints/buffer/.")
 
 
+# ---------------------------------------------------------------- endpoints
+class EndpointConfig(Strict):
+    """An OpenAI-compatible chat-completions endpoint that ``api:MODEL@NAME`` agents talk to."""
+
+    base_url: str = Field(description="Root of the API, e.g. https://api.openai.com/v1 or "
+                          "http://127.0.0.1:8000/v1 (a local vLLM OpenAI server).")
+    api_key_env: str = Field("OPENAI_API_KEY", description="Name of the environment variable holding the "
+                             "key. The key itself is never written anywhere.")
+    max_concurrency: int = Field(8, ge=1, description="Requests in flight at once to this endpoint.")
+    timeout_s: float = Field(60.0, gt=0, description="Longest wait for the server in one try.")
+    max_retries: int = Field(4, ge=0, description="Retries of a timeout, network error, 429 or 5xx "
+                             "(exponential backoff with jitter, honouring Retry-After).")
+    request_budget: int | None = Field(None, ge=1, description="Most HTTP requests one agent may send in a "
+                                       "run, retries included; None: no limit.")
+    max_failures: int = Field(3, ge=1, description="Failed requests in a row after which the endpoint counts "
+                              "as down and the run stops (with one line; what was written stays).")
+    temperature: float = Field(1.0, ge=0.0, description="Sampling temperature of the API model.")
+    max_tokens: int = Field(512, ge=1, description="Longest reply of the API model, in tokens.")
+# ---------------------------------------------------------------- rollout
+class WorkerResources(Strict):
+    """What one Ray rollout worker reserves on its node."""
+
+    num_cpus: float = Field(1.0, gt=0.0, description="CPUs per worker (Ray's num_cpus). The worker runs "
+                            "torch on this many threads (at least 1), so the numbers a chunk of games "
+                            "gives depend on this value and never on the node it lands on.")
+    num_gpus: float = Field(0.0, ge=0.0, description="GPUs per worker (Ray's num_gpus; a fraction shares a "
+                            "GPU between workers). A worker that gets a GPU loads its models there in "
+                            "bfloat16.")
+
+    @property
+    def threads(self) -> int:
+        """Torch threads of a worker: the whole CPUs it reserves, at least one."""
+        return max(1, int(self.num_cpus))
+
+
+class RolloutConfig(Strict):
+    """Where an llm iteration's games are played: in the trainer's process, or on Ray actors."""
+
+    backend: Literal["local", "ray"] = Field("local", description="local: every game in the trainer's "
+                                             "process, all at once. ray: on rollout.workers Ray actors, "
+                                             "each holding the base model once and receiving only the "
+                                             "learner's LoRA weights after every update (needs the ray "
+                                             "extra: pip install 'detente[ray]'). llm only.")
+    workers: int = Field(1, ge=1, description="ray: rollout workers (Ray actors, one per GPU or CPU slot). "
+                         "The results do not depend on it: a resumed run may change it.")
+    resources: WorkerResources = Field(default_factory=WorkerResources)
+    chunk_games: int = Field(16, ge=1, description="ray: games per work unit: the iteration's games are cut "
+                             "into chunks of whole seed groups, each played as one batch by whichever "
+                             "worker is free, so any number of workers computes the same chunks. A "
+                             "multiple of the seed-group size (credit.group_size with the group baseline, "
+                             "else 1). Smaller chunks spread better over many workers; larger ones batch "
+                             "more games per forward.")
+
+
 class RunConfig(Strict):
     """One experiment: what is played, who learns, how credit is assigned."""
 
@@ -186,6 +249,12 @@ class RunConfig(Strict):
     credit: CreditConfig = Field(default_factory=CreditConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
+    endpoints: dict[str, EndpointConfig] = Field(default_factory=dict, description="Named API endpoints for "
+                                                 "api:MODEL@NAME agents (co-player, opponents); api:MODEL "
+                                                 "without @NAME uses $OPENAI_BASE_URL and $OPENAI_API_KEY.")
+    api_cache: bool = Field(True, description="Cache API answers on disk by (model, messages, sampling, "
+                            "seed): a repeated evaluation sends no request. false: always ask.")
+    rollout: RolloutConfig = Field(default_factory=RolloutConfig)
     eval_games: int = Field(200, ge=1, description="Games per opponent in the final evaluation.")
     eval_opponents: list[str] = Field(default_factory=list, description="Opponents of the final "
                                       "cross-play: scripted strategies of the game, run:DIR[@N] or "
@@ -227,13 +296,19 @@ class RunConfig(Strict):
                              f"{self.game.name!r}; use agent.kind llm")
         coplayer = _fits(parse_agent(self.coplayer), COPLAYER_KINDS, game, "coplayer")
         if self.agent.kind == "tabular":
-            if coplayer.kind in ("base", "model"):
+            if coplayer.kind in ("base", "model", "api"):
                 raise ValueError(f"coplayer {self.coplayer!r} is a language model; a tabular learner plays "
                                  "self, a scripted strategy or run:DIR of a tabular run")
             if coplayer.kind == "scripted":
                 scripted_table(coplayer.value)
+        named = [("coplayer", coplayer)]
         for name in self.eval_opponents:
-            _fits(parse_agent(name), OPPONENT_KINDS, game, "eval_opponents")
+            named.append(("eval_opponents", _fits(parse_agent(name), OPPONENT_KINDS, game, "eval_opponents")))
+        for where, spec in named:
+            if spec.kind == "api" and spec.endpoint is not None and spec.endpoint not in self.endpoints:
+                known = ", ".join(self.endpoints) or "none"
+                raise ValueError(f"{where}: {spec.text!r} names endpoint {spec.endpoint!r}, which endpoints "
+                                 f"does not define (defined: {known})")
         return self
 
     @model_validator(mode="after")
@@ -252,7 +327,24 @@ class RunConfig(Strict):
                                             or self.train.kl_coef > 0):
             raise ValueError("buffer, train.epochs > 1 and train.kl_coef are llm options; the tabular "
                              "learner does not use them")
+        self._rollout()
         return self
+
+    def _rollout(self) -> None:
+        rollout = self.rollout
+        if rollout.backend == "local":
+            placed = rollout.model_dump(exclude_defaults=True).keys() - {"backend"}
+            if placed:
+                raise ValueError(f"rollout.{sorted(placed)[0]} applies to rollout.backend ray; this run "
+                                 "plays locally (rollout.backend local)")
+            return
+        if self.agent.kind != "llm":
+            raise ValueError("rollout.backend ray plays llm games; the tabular learners play in-process")
+        K = self.credit.seed_group_size  # games per seed group
+        if rollout.chunk_games % K:
+            raise ValueError(f"rollout.chunk_games ({rollout.chunk_games}) must be a multiple of the "
+                             f"seed-group size ({K}, credit.group_size): a seed group is never split "
+                             "between workers")
 
 
 def _fits(spec: AgentSpec, allowed: tuple[AgentKind, ...], game: Game, where: str) -> AgentSpec:
@@ -267,6 +359,100 @@ def _fits(spec: AgentSpec, allowed: tuple[AgentKind, ...], game: Game, where: st
             raise ValueError(f"{where}: {error}; or {others}") from None
     return spec
 
+
+# ---------------------------------------------------------------- contrast jobs
+class ContrastConfig(Strict):
+    """Runs trained side by side on one game, then one cross-play of all of them against a field and
+    each other (the main job: naive RL against Advantage Alignment on the same seed and budget)."""
+
+    name: str = Field("contrast", description="Job name; the default output folder is runs/<name>, "
+                      "each run in runs/<name>/<label>/.")
+    contrast: dict[str, str] = Field(description="label -> preset name or config file (relative to this "
+                                     "file) of each run; the runs must play the same game.")
+    eval_games: int = Field(8, ge=1, description="Games per pairing in the joint cross-play.")
+    eval_opponents: list[str] | None = Field(None, description=(
+        "The field the trained agents meet besides themselves and each other. Left out: the first "
+        "run's eval_opponents (by default its game's standard field; ipd: alld, allc, tft)."))
+
+    @model_validator(mode="after")
+    def _labels(self) -> ContrastConfig:
+        if len(self.contrast) < 2:
+            raise ValueError("contrast needs at least two runs (label: preset or config file)")
+        for label in self.contrast:
+            if not label.isidentifier():
+                raise ValueError(f"contrast label {label!r} must be a plain name (it is a folder name)")
+            if label in CONTRAST_RESULT_KEYS:
+                raise ValueError(f"contrast label {label!r} is a key of contrast.json; choose another")
+        return self
+
+
+class ContrastJob(BaseModel):
+    """A contrast config with each of its runs' configs loaded (``--set`` overrides applied)."""
+
+    model_config = ConfigDict(frozen=True)
+    config: ContrastConfig
+    runs: dict[str, RunConfig]
+
+    def crossplay_config(self) -> RunConfig:
+        """The first run's config meeting the job's opponents: the joint cross-play's agents are
+        checked with it (:func:`detente.agents.preflight`)."""
+        first = next(iter(self.runs.values()))
+        opponents = self.config.eval_opponents
+        endpoints = {key: value for run in self.runs.values() for key, value in run.endpoints.items()}
+        data = {**first.model_dump(), "eval_opponents": opponents or first.eval_opponents,
+                "endpoints": {key: value.model_dump() for key, value in endpoints.items()}}
+        try:
+            return RunConfig.model_validate(data)
+        except ValidationError as error:
+            raise ConfigError(validation_message(error)) from None
+
+
+CONTRAST = "contrast"
+"""The key that makes a config file a :class:`ContrastConfig` instead of a :class:`RunConfig`."""
+CONTRAST_RESULT_KEYS = ("n_rounds", "tft_vs_alld", "bars")
+"""The top-level keys of ``contrast.json`` beside the run labels."""
+
+
+def load_job(path: Path, overrides: Sequence[str] = ()) -> RunConfig | ContrastJob:
+    """A run config, or a contrast job when the file has a ``contrast`` key.
+
+    In a contrast job an override ``LABEL.key=value`` goes to that run, one naming a contrast key
+    (``eval_games=4``) to the job, and any other to every run (``train.iterations=2``)."""
+    data = _read(Path(path), seen=())
+    if CONTRAST not in data:
+        return load_config(path, overrides)
+    mine, theirs = [], []
+    for override in overrides:
+        (mine if override.partition("=")[0].split(".")[0] in ContrastConfig.model_fields else theirs)\
+            .append(override)
+    for override in mine:
+        _apply_override(data, override)
+    try:
+        config = ContrastConfig.model_validate(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {validation_message(error)}") from None
+    runs = {}
+    for label, name in config.contrast.items():
+        own = [o.removeprefix(f"{label}.") for o in theirs if o.startswith(f"{label}.")]
+        every = [o for o in theirs if o.split(".")[0] not in config.contrast]
+        runs[label] = load_config(_relative(Path(path), name), [*every, *own])
+    games = {label: (run.game.name, run.game.params) for label, run in runs.items()}
+    if len({repr(game) for game in games.values()}) > 1:
+        raise ConfigError(f"{path}: the runs of a contrast must play the same game; they play "
+                          + ", ".join(f"{label}: {name} {params}" for label, (name, params) in games.items()))
+    job = ContrastJob(config=config, runs=runs)
+    job.crossplay_config()  # the field fits the game
+    return job
+
+
+def _relative(path: Path, name: str) -> Path:
+    """A config named from ``path``: a file beside it, else a preset."""
+    beside = path.parent / f"{name.removesuffix('.yaml')}.yaml"
+    return beside if beside.exists() else preset_path(name)
+
+
+RESUMABLE = ("rollout.workers",)
+"""Keys a resumed run may change without ``--force``: where its games run, not what they give."""
 
 EXTENDS = "extends"
 """Config key naming a preset (or a file, relative to this one) whose values this file overrides."""
@@ -305,10 +491,7 @@ def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     parent = data.pop(EXTENDS, None)
     if parent is None:
         return data
-    base = path.parent / f"{str(parent).removesuffix('.yaml')}.yaml"
-    if not base.exists():
-        base = preset_path(str(parent))
-    return _merge(_read(base, (*seen, path.resolve())), data)
+    return _merge(_read(_relative(path, str(parent)), (*seen, path.resolve())), data)
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:

@@ -29,3 +29,7 @@ class NonFiniteError(DetenteError, ArithmeticError):
 class TrainingStopped(DetenteError):
     """Training cannot go on (repeated non-finite updates, lost training data); the run stays resumable
     from its last good checkpoint."""
+
+
+class WorkersLost(DetenteError):
+    """Remote rollout workers kept dying on the same work: the run stopped instead of retrying forever."""

@@ -15,6 +15,14 @@ Everything that reads or writes a run folder goes through this module::
       transcripts/crossplay.jsonl  TranscriptLine per kept cross-play game
       report.html, exploit.json, axelrod.json, tensorboard/
 
+    runs/<contrast>/            a contrast job (the main job): one run folder per label,
+      config.yaml, run.json     the ContrastConfig
+      naive/, adalign/          each a run folder as above
+      matrix.json, contrast.json  the joint cross-play and ContrastRecord
+
+    runs/play/<time>/           one game a person played (detente play, detente serve):
+      run.json, transcripts/crossplay.jsonl
+
 Records are pydantic models: reading validates, so a reader gets typed values or a
 :class:`RunFileError` naming the file, never half-checked dictionaries. Adapter and optimizer
 files are the training backend's binary formats; this module names their paths. All writes are
@@ -24,6 +32,7 @@ atomic (:mod:`detente.atomic`).
 from __future__ import annotations
 
 import json
+import time
 from pathlib import Path
 from typing import Any, Literal
 
@@ -32,7 +41,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from detente import __version__
 from detente.atomic import append_line, read_lines, write_atomic
-from detente.config import RunConfig, dump_config, load_config
+from detente.config import CONTRAST_RESULT_KEYS, RunConfig, dump_config, load_config
 from detente.errors import UserError
 from detente.games.base import Game
 from detente.policies.tabular import STATES, sigmoid
@@ -58,7 +67,10 @@ CROSSPLAY_TRANSCRIPTS = f"{TRANSCRIPTS}/crossplay.jsonl"
 REPORT = "report.html"
 EXPLOIT = "exploit.json"
 AXELROD = "axelrod.json"
+CONTRAST_FILE = "contrast.json"
 TENSORBOARD = "tensorboard"
+PLAY_ROOT = Path("runs") / "play"
+"""Where ``detente play`` and ``detente serve`` save finished games by default, one folder each."""
 
 
 class RunFileError(UserError, ValueError):
@@ -88,7 +100,7 @@ def _read_json(path: Path) -> Any:
 
 
 # ---------------------------------------------------------------- run.json
-Producer = Literal["llm", "tabular", "tabular_pair", "lola", "eval"]
+Producer = Literal["llm", "tabular", "tabular_pair", "lola", "eval", "contrast"]
 
 
 class RunInfo(Record):
@@ -334,6 +346,10 @@ class CrossPlayStats(Record):
     invalid_rate: list[float]
     behaviour: dict[str, Figures] = Field(default_factory=dict)
     """Each agent's behaviour figures over all its games (:mod:`detente.behaviour`)."""
+    self_play: dict[str, Figures] = Field(default_factory=dict)
+    """Each agent's behaviour figures over its games against itself (both seats)."""
+    versus_others: dict[str, Figures] = Field(default_factory=dict)
+    """Each agent's behaviour figures over its games against the other agents."""
 
 
 class CrossPlayRecord(Record):
@@ -370,6 +386,48 @@ def write_result(folder: Path, name: str, data: dict[str, Any]) -> Path:
 def read_crossplay(folder: Path) -> CrossPlayRecord:
     path = Path(folder) / MATRIX
     return _parse(CrossPlayRecord, path, _read_json(path))
+
+
+# ---------------------------------------------------------------- contrast.json
+class ContrastBar(Record):
+    """One bar of the claim (:data:`detente.eval.contrast.BARS`): a run's figure against a threshold."""
+
+    run: str
+    figure: str
+    comparison: Literal["<=", ">="]
+    threshold: float
+    value: float | None
+    met: bool
+
+
+class ContrastRecord(Record):
+    """``contrast.json`` of a contrast job (:mod:`detente.eval.contrast`). On disk the runs' figures sit
+    at the top level, one object per label, beside ``n_rounds``, ``tft_vs_alld`` and ``bars``."""
+
+    runs: dict[str, Figures]
+    n_rounds: int
+    tft_vs_alld: float | None
+    bars: list[ContrastBar] = Field(default_factory=list)
+
+    def to_json(self) -> dict[str, Any]:
+        return {**self.runs, "n_rounds": self.n_rounds, "tft_vs_alld": self.tft_vs_alld,
+                "bars": [bar.model_dump() for bar in self.bars]}
+
+    @classmethod
+    def from_json(cls, data: Any) -> dict[str, Any]:
+        if not isinstance(data, dict):
+            return data
+        top = {key: data[key] for key in CONTRAST_RESULT_KEYS if key in data}
+        return {**top, "runs": {key: value for key, value in data.items() if key not in CONTRAST_RESULT_KEYS}}
+
+
+def write_contrast(folder: Path, record: ContrastRecord) -> Path:
+    return write_result(folder, CONTRAST_FILE, record.to_json())
+
+
+def read_contrast(folder: Path) -> ContrastRecord:
+    path = Path(folder) / CONTRAST_FILE
+    return _parse(ContrastRecord, path, ContrastRecord.from_json(_read_json(path)))
 
 
 # ---------------------------------------------------------------- transcripts
@@ -429,3 +487,28 @@ def read_transcripts(path: Path) -> tuple[list[TranscriptLine], int]:
         except ValidationError:
             bad += 1
     return games, bad
+
+
+# ---------------------------------------------------------------- a played game
+def new_game_folder(root: Path = PLAY_ROOT) -> Path:
+    """A new empty folder under ``root`` named after the local time, ``20260105-142233`` (``-2``,
+    ``-3``, ... when that name is taken); made here, so two callers never get the same one."""
+    stamp = time.strftime("%Y%m%d-%H%M%S")
+    Path(root).mkdir(parents=True, exist_ok=True)
+    taken = 1
+    while True:
+        folder = Path(root) / (stamp if taken == 1 else f"{stamp}-{taken}")
+        try:
+            folder.mkdir()
+            return folder
+        except FileExistsError:
+            taken += 1
+
+
+def write_game(folder: Path, game: Game, line: TranscriptLine) -> Path:
+    """One played game as a folder ``detente report`` shows: ``run.json`` (producer ``eval``) and
+    ``transcripts/crossplay.jsonl`` holding ``line``; returns the transcript's path."""
+    write_run_info(folder, "eval", game)
+    path = Path(folder) / CROSSPLAY_TRANSCRIPTS
+    write_transcripts(path, [line])
+    return path

@@ -1,4 +1,4 @@
-"""The ``detente`` command: train, eval, play, exploit, report, models, bench (one module per command).
+"""The ``detente`` command: train, eval, play, serve, exploit, report, models, bench (one module per command).
 
 A leaf: nothing in the package imports it. Library code raises its own errors
 (:mod:`detente.errors`); here a problem the user can fix (a wrong config key,
@@ -11,17 +11,16 @@ shows a traceback.
 from __future__ import annotations
 
 import argparse
-import sys
 from collections.abc import Sequence
 
 from rich.console import Console
 
-from detente.cli import bench, exploit, models, play, report, train
+from detente.cli import bench, exploit, models, play, report, serve, train
 from detente.cli import eval as eval_command
 from detente.cli.common import UsageError
 from detente.errors import DetenteError, UserError
 
-COMMANDS = (train, eval_command, play, exploit, report, models, bench)
+COMMANDS = (train, eval_command, play, serve, exploit, report, models, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -48,7 +47,3 @@ def main(argv: Sequence[str] | None = None) -> int:
 
 def _error(error: Exception) -> None:
     Console(stderr=True, soft_wrap=True).print(f"error: {error}", style="red", markup=False, highlight=False)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -73,6 +73,34 @@ def agent_names(text: str, option: str = "--agents") -> list[str]:
     return names
 
 
+def add_api_arguments(command: Any) -> None:
+    """--endpoints FILE and --no-cache: how ``api:`` agents of this command reach their models."""
+    command.add_argument("--endpoints", metavar="FILE", help="YAML file of named API endpoints for "
+                         "api:MODEL@NAME agents (name: {base_url: ..., api_key_env: ...}); api:MODEL alone "
+                         "uses $OPENAI_BASE_URL and $OPENAI_API_KEY")
+    command.add_argument("--no-cache", action="store_true", help="send every API request even if its answer "
+                         "is cached on disk")
+
+
+def load_endpoints(path: str | None) -> dict[str, Any]:
+    """The named endpoints of an ``--endpoints`` file (validated like a config's ``endpoints:``)."""
+    if path is None:
+        return {}
+    import yaml
+    from pydantic import TypeAdapter, ValidationError
+
+    from detente.config import EndpointConfig, validation_message
+
+    try:
+        data = yaml.safe_load(Path(path).read_text()) or {}
+    except (OSError, yaml.YAMLError) as error:
+        raise ConfigError(f"cannot read endpoints file {path}: {error}") from None
+    try:
+        return TypeAdapter(dict[str, EndpointConfig]).validate_python(data)
+    except ValidationError as error:
+        raise ConfigError(f"{path}: {validation_message(error)}") from None
+
+
 def make_game_or_fail(game: str, params: dict[str, Any]) -> Any:
     """The game ``game`` with ``params``; a one-line error if there is none or it takes other params."""
     from detente.games import make_game

@@ -1,19 +1,20 @@
-"""``detente train``: train an agent from a preset or config file, then cross-play it against its field."""
+"""``detente train``: train an agent from a preset or config file, then cross-play it against its field
+(a contrast job, the main job: train each of its runs, then one joint cross-play)."""
 
 from __future__ import annotations
 
 import argparse
-from collections.abc import Callable
 from pathlib import Path
 
 from rich.table import Table
 
-from detente.cli.common import CROSSPLAY_GAMES, UsageError, console, fmt, progress, resolve_config
+from detente.cli.common import CROSSPLAY_GAMES, UsageError, console, fmt, resolve_config
 from detente.cli.eval import run_tournament
+from detente.cli.trainer import join_ray, train_with_progress
 from detente.config import RunConfig
-from detente.runs import CONFIG, MATRIX, METRICS, CrossPlayRecord, MetricsLine, write_crossplay
+from detente.runs import CONFIG, MATRIX, METRICS, CrossPlayRecord, write_crossplay
 
-DEFAULT_CONFIG = "cpu_ipd_adalign"
+DEFAULT_CONFIG = "cpu_ipd_contrast"
 
 
 def add_parser(sub: argparse._SubParsersAction) -> None:
@@ -30,6 +31,8 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
                        "config.yaml differs from the config its checkpoint was trained with")
     train.add_argument("--tensorboard", action="store_true", help="also write TensorBoard scalars to "
                        "<run>/tensorboard/ (the same as --set train.tensorboard=true)")
+    train.add_argument("--ray-address", metavar="ADDR", help="with rollout.backend ray: join the Ray "
+                       "cluster at ADDR (default: $RAY_ADDRESS, else a Ray runtime started on this machine)")
     train.add_argument("--print-config", action="store_true", help="print the resolved config and exit")
     train.add_argument("--help-config", action="store_true", help="print every config key with its "
                        "type, default and description, and exit")
@@ -39,13 +42,16 @@ def add_parser(sub: argparse._SubParsersAction) -> None:
 def cmd_train(args: argparse.Namespace) -> None:
     from detente.agents import preflight
     from detente.atomic import fresh_dir
-    from detente.config import config_help, dump_config, load_config
+    from detente.cli.contrast import dump_job, is_contrast_folder, read_job, train_contrast
+    from detente.config import ContrastJob, config_help, dump_config, load_job
 
     if args.help_config:
         console.print(config_help(RunConfig), end="", markup=False, highlight=False)
         return
     if args.force and not args.resume:
         raise UsageError("--force goes with --resume DIR (resume even though DIR/config.yaml was edited)")
+    if args.tensorboard and args.resume:
+        raise UsageError("--tensorboard is part of a run's config: a resumed run keeps its own setting")
     if args.resume:
         if args.config or args.set or args.out:
             raise UsageError("--resume DIR continues the run in DIR with its own config; "
@@ -54,56 +60,40 @@ def cmd_train(args: argparse.Namespace) -> None:
         path = out / CONFIG
         if not path.exists():
             raise UsageError(f"{out} is not a run folder: {path} is missing")
+        if is_contrast_folder(out):
+            train_contrast(read_job(out), out, args)
+            return
     else:
         path = resolve_config(args.config or DEFAULT_CONFIG)
-    if args.tensorboard and args.resume:
-        raise UsageError("--tensorboard is part of a run's config: a resumed run keeps its own setting")
-    config = load_config(path, [*args.set, *(["train.tensorboard=true"] if args.tensorboard else [])])
+    job = load_job(path, [*args.set, *(["train.tensorboard=true"] if args.tensorboard else [])])
     if args.print_config:
-        console.print(dump_config(config), end="", markup=False)
+        text = dump_job(job) if isinstance(job, ContrastJob) else dump_config(job)
+        console.print(text, end="", markup=False)
         return
-    if args.resume and config.agent.kind == "tabular":
-        raise UsageError("tabular runs take seconds and keep no resume state: train again instead")
     if not args.resume:
-        out = Path(args.out) if args.out else Path("runs") / config.name
+        out = Path(args.out) if args.out else Path("runs") / (job.config.name if isinstance(job, ContrastJob)
+                                                              else job.name)
         if (out / CONFIG).exists() and not args.overwrite:
             raise UsageError(f"{out} already holds a run; pass --overwrite, --resume {out} "
                              "or choose another --out")
+    if isinstance(job, ContrastJob):
+        train_contrast(job, out, args)
+        return
+    config = job
+    if args.resume and config.agent.kind == "tabular":
+        raise UsageError("tabular runs take seconds and keep no resume state: train again instead")
+    if not args.resume:
         preflight(config)  # every agent and model the run names, before the old folder goes
         fresh_dir(out)  # a new run starts from an empty folder: nothing of an old one survives
-    console.print(f"[bold]detente train[/] {config.name}: {config.credit.algorithm} on {config.game.name}, "
-                  f"{config.agent.kind} agent, co-player {config.coplayer}, "
-                  f"{config.train.iterations} iterations -> {out}")
-    with progress() as bar:
-        task = bar.add_task("training", total=config.train.iterations, status="")
-
-        def on_iteration(line: MetricsLine) -> None:
-            values = line.values
-            status = f"reward {values['reward/learner']:.2f}"
-            if values.get("behaviour/cooperation_rate") is not None:
-                status += f"  coop {values['behaviour/cooperation_rate']:.2f}"
-            bar.update(task, completed=line.iteration + 1, status=status)
-
-        train(config, out, on_iteration, resume=bool(args.resume), force=args.force)
+    join_ray(args.ray_address, [config])
+    train_with_progress(config, out, "training", resume=bool(args.resume), force=args.force)
 
     agents = [f"run:{out}", *config.eval_opponents]
     result = run_tournament(config.game.name, config.game.params, agents, config.eval_games, config.seed,
-                            transcripts=CROSSPLAY_GAMES)
+                            transcripts=CROSSPLAY_GAMES, endpoints=config.endpoints,
+                            api_cache=config.api_cache)
     write_crossplay(out, result.record, result.transcripts)
     print_summary(result.record, agents[0], out)
-
-
-def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], None], resume: bool,
-          force: bool) -> None:
-    """Run the trainer of the config's agent kind."""
-    if config.agent.kind == "tabular":
-        from detente.train.tabular import train_tabular
-
-        train_tabular(config, out, on_iteration)
-        return
-    from detente.train.llm import train_llm
-
-    train_llm(config, out, on_iteration, resume=resume, force=force)
 
 
 def print_summary(record: CrossPlayRecord, agent: str, out: Path) -> None:

@@ -43,42 +43,80 @@ def cross_play(
 ) -> CrossPlay:
     """Play the full tournament between ``agents`` (name -> policy), keeping the first ``transcripts``
     games of every pairing as transcript lines."""
+    check_tournament(list(agents), games_per_pair)
+    names = list(agents)
+    results = []
+    for i, j in pairings(len(names)):
+        results.append(play_pairing(make_game, agents[names[i]], agents[names[j]], games_per_pair, seed,
+                                    transcripts))
+        if on_pair_done is not None:
+            on_pair_done()
+    return tally(make_game, names, results, games_per_pair)
+
+
+def check_tournament(names: Sequence[str], games_per_pair: int) -> None:
+    """``ValueError`` unless there is an agent and at least one game per pairing."""
     if games_per_pair < 1:
         raise ValueError(f"games_per_pair must be >= 1, got {games_per_pair}")
-    if not agents:
+    if not names:
         raise ValueError("a tournament needs at least one agent")
-    names = list(agents)
+
+
+def pairings(n: int) -> list[tuple[int, int]]:
+    """Every unordered pair ``(i, j)``, ``i <= j``, of ``n`` agents, in the order the matrix is filled."""
+    return [(i, j) for i in range(n) for j in range(i, n)]
+
+
+@dataclass
+class PairGames:
+    """What one pairing gave: each game with its seat order (:func:`play_pair`), and the transcripts
+    of its first games."""
+
+    games: list[tuple[Episode, tuple[int, int]]]
+    transcripts: list[TranscriptLine]
+
+
+def play_pairing(make_game: Callable[[], Game], first: Policy, second: Policy, games_per_pair: int,
+                 seed: int, transcripts: int) -> PairGames:
+    """The games of one pairing (:func:`play_pair`) and the first ``transcripts`` of them as lines."""
+    games = play_pair(make_game, first, second, games_per_pair, seed)
+    agents = (first, second)
+    lines = [transcript(episode, (agents[order[0]], agents[order[1]]), k, seed=seed + k)
+             for k, (episode, order) in enumerate(games[:transcripts])]
+    return PairGames(games, lines)
+
+
+def tally(make_game: Callable[[], Game], names: Sequence[str], results: Sequence[PairGames],
+          games_per_pair: int) -> CrossPlay:
+    """The tournament record of ``results``, one per pairing in :func:`pairings` order: every cell's
+    mean and interval, welfare, efficiency, invalid rates and behaviour; the transcripts in order."""
     n = len(names)
     cells = [[_Cell() for _ in range(n)] for _ in range(n)]
-    seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]
+    seat_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]  # per agent, all its games
+    own_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]  # per agent, against itself
+    other_games: list[list[tuple[Game, Seat]]] = [[] for _ in range(n)]  # per agent, against the rest
     invalid = [Rate() for _ in range(n)]  # per agent: hits = invalid decisions
     lines: list[TranscriptLine] = []
-
-    for i in range(n):
-        for j in range(i, n):
-            for k, (episode, order) in enumerate(play_pair(make_game, agents[names[i]], agents[names[j]],
-                                                           games_per_pair, seed)):
-                pair = tuple((i, j)[x] for x in order)
-                if k < transcripts:
-                    seating = (agents[names[pair[0]]], agents[names[pair[1]]])
-                    lines.append(transcript(episode, seating, k, seed=seed + k))
-                game = episode.game
-                returns = game.returns()
-                for seat, agent in enumerate(pair):
-                    cells[agent][pair[1 - seat]].per_round.append(returns[seat] / game.n_rounds)
-                    seat_games[agent].append((game, seat))
-                    for decision in episode.decisions:
-                        if decision.seat == seat:
-                            invalid[agent].add(not decision.valid)
-                for x, y in {pair, pair[::-1]}:
-                    cells[x][y].add(sum(returns), game.max_welfare(), game.n_rounds)
-            if on_pair_done is not None:
-                on_pair_done()
+    for (i, j), result in zip(pairings(n), results, strict=True):
+        lines.extend(result.transcripts)
+        for episode, order in result.games:
+            pair = tuple((i, j)[x] for x in order)
+            game = episode.game
+            returns = game.returns()
+            for seat, agent in enumerate(pair):
+                cells[agent][pair[1 - seat]].per_round.append(returns[seat] / game.n_rounds)
+                seat_games[agent].append((game, seat))
+                (own_games if i == j else other_games)[agent].append((game, seat))
+                for decision in episode.decisions:
+                    if decision.seat == seat:
+                        invalid[agent].add(not decision.valid)
+            for x, y in {pair, pair[::-1]}:
+                cells[x][y].add(sum(returns), game.max_welfare(), game.n_rounds)
 
     mean_reward = [[c.mean for c in row] for row in cells]
     probe = make_game()
     record = CrossPlayRecord(
-        game=probe.name, game_version=probe.version, agents=names, games_per_pair=games_per_pair,
+        game=probe.name, game_version=probe.version, agents=list(names), games_per_pair=games_per_pair,
         mean_reward=mean_reward, ci95=[[c.ci95 for c in row] for row in cells],
         stats=CrossPlayStats(
             welfare=[[c.total / c.rounds for c in row] for row in cells],
@@ -86,6 +124,8 @@ def cross_play(
             round_robin=[sum(row) / len(row) for row in mean_reward],
             invalid_rate=[c.value or 0.0 for c in invalid],
             behaviour=_behaviour(names, seat_games),
+            self_play=_behaviour(names, own_games),
+            versus_others=_behaviour(names, other_games),
         ),
     )
     return CrossPlay(record, lines)

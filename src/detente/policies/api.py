@@ -63,6 +63,7 @@ from pathlib import Path
 from typing import Any
 
 from detente.atomic import write_atomic
+from detente.errors import ConfigError, DetenteError
 from detente.games.base import Seat
 from detente.models import cache_root
 from detente.policies.base import Decision, Policy
@@ -80,11 +81,11 @@ Chat = list[dict[str, str]]
 """Role/content messages, as the chat-completions API takes them."""
 
 
-class EndpointUnavailable(RuntimeError):
+class EndpointUnavailable(DetenteError, RuntimeError):
     """An endpoint failed request after request: the run stops instead of playing on with fallbacks."""
 
 
-class RequestBudgetExceeded(RuntimeError):
+class RequestBudgetExceeded(DetenteError, RuntimeError):
     """A policy needed more HTTP requests than its :attr:`Endpoint.request_budget`."""
 
 
@@ -194,8 +195,8 @@ class APIPolicy(Policy):
         env = self.endpoint.api_key_env
         key = os.environ.get(env)
         if not key:
-            raise ValueError(f"environment variable {env} is not set; it must hold the API key "
-                             f"for {self.endpoint.base_url}")
+            raise ConfigError(f"environment variable {env} is not set; it must hold the API key "
+                              f"for {self.endpoint.base_url}")
         http = openai.DefaultHttpx2Client(
             timeout=self.endpoint.timeout_s, event_hooks={"request": [self._count_request]}
         )

@@ -40,6 +40,10 @@ class Policy(ABC):
     """Maps a batch of decisions to a batch of raw action texts."""
 
     name: str = "policy"
+    reask_until_valid: bool = False
+    """True for a person: the play loop asks again after every answer that does not parse, however many
+    tries that takes (a person leaves by quitting, :class:`~detente.policies.human.PlayerQuit`), instead
+    of taking the fallback after ``max_tries``."""
 
     def begin(self, n_slots: int) -> None:  # noqa: B027 - optional hook, no-op by default
         """Called before a batch of ``n_slots`` games starts (reset per-game state here)."""

@@ -109,16 +109,25 @@ def hint(spec: ActionSpec) -> str:
 
 
 class HumanPolicy(Policy):
-    """Asks a person for every decision, one at a time; a rejected answer is asked again.
+    """Asks a person for every decision, one at a time; a rejected answer is explained and asked
+    again, as often as it takes (``reask_until_valid``).
 
-    ``ask(prompt)`` reads one line (default :func:`input`), ``show(text)``
-    writes text (default :func:`print`).
+    Before each new decision the person sees a round header, what the game told their seat since
+    they last acted (the rules first, then the co-player's moves and messages) and the score so
+    far. ``ask(prompt)`` reads one line (default :func:`input`), ``show(text)`` writes text
+    (default :func:`print`).
     """
+
+    reask_until_valid = True
 
     def __init__(self, ask: Callable[[str], str] = input, show: Callable[[str], None] = print) -> None:
         self.name = "human"
         self._ask = ask
         self._show = show
+        self._games = 1
+
+    def begin(self, n_slots: int) -> None:
+        self._games = n_slots
 
     def act(self, decisions: Sequence[Decision]) -> list[str]:
         return [self._decide(decision) for decision in decisions]
@@ -127,7 +136,8 @@ class HumanPolicy(Policy):
         if decision.retry is not None:
             self._show(f"[not accepted: {decision.retry.reason}]")
         else:
-            self._show(f"\n--- game {decision.slot}, seat {decision.seat} ---\n{decision.observation}")
+            which = f" (game {decision.slot + 1} of {self._games})" if self._games > 1 else ""
+            self._show(f"\n--- round {decision.game.round + 1}{which} ---\n{decision.observation}")
             self._show(_score(decision))
         try:
             typed = self._ask(f"({hint(decision.spec)}) > ")

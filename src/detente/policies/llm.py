@@ -77,6 +77,7 @@ SHARED_MIN = 16
 """Shortest chat segment worth one shared forward (a game's rules are hundreds of tokens)."""
 
 Kind = Literal["choice", "proposal", "message"]
+Backend = Literal["transformers", "vllm"]
 
 
 # --------------------------------------------------------------------------
@@ -287,6 +288,8 @@ class LLMPolicy(Policy):
         system_prompt: str | None = None,
         use_cache: bool = True,
         share_prefixes: bool = True,
+        backend: Backend = "transformers",
+        vllm_memory: float | None = None,
         batch_size: int = 16,
         max_message_tokens: int | None = None,
         lora_r: int | None = None,
@@ -315,6 +318,8 @@ class LLMPolicy(Policy):
         self.system_prompt = system_prompt
         self.use_cache = use_cache
         self.share_prefixes = share_prefixes
+        self.backend = backend
+        self.vllm_memory = vllm_memory
         self.batch_size = batch_size
         self.max_message_tokens = max_message_tokens
         self.chats: list[list[Chat]] = []
@@ -336,7 +341,8 @@ class LLMPolicy(Policy):
         """Another view on the same model and settings, acting with ``adapter``."""
         return LLMPolicy(
             self.lm, adapter, name=name, temperature=self.temperature, system_prompt=self.system_prompt,
-            use_cache=self.use_cache, share_prefixes=self.share_prefixes, batch_size=self.batch_size,
+            use_cache=self.use_cache, share_prefixes=self.share_prefixes, backend=self.backend,
+            vllm_memory=self.vllm_memory, batch_size=self.batch_size,
             max_message_tokens=self.max_message_tokens,
         )
 
@@ -352,19 +358,37 @@ class LLMPolicy(Policy):
         jobs = [self._open(d) for d in decisions]
         scored = [j for j in jobs if j.kind != "message"]
         written = [j for j in jobs if j.kind == "message"]
-        with self.lm.active(self.adapter) as model, torch.no_grad():
-            if self.use_cache and self.share_prefixes:
-                fresh = {id(job.chat): job.chat for job in jobs if job.chat.kv is None}
-                self._share(model, list(fresh.values()), 0, None)
-            for chunk in _chunks(scored, self.batch_size):
-                self._score(model, chunk)
-            for chunk in _chunks(written, self.batch_size):
-                self._write(model, chunk)
+        if self.backend == "vllm":
+            self._act_on_vllm(scored, written)
+        else:
+            self._act_on_transformers(scored, written)
         for job in jobs:
             self._close(job)
         self.stats["decisions"] += len(jobs)
         self.stats["act_ms"] += round(1000 * (time.perf_counter() - started))
         return [job.reply for job in jobs]
+
+    def _act_on_transformers(self, scored: list[_Job], written: list[_Job]) -> None:
+        """Shared prefixes once, then choices/proposals and messages in chunks of ``batch_size`` chats."""
+        with self.lm.active(self.adapter) as model, torch.no_grad():
+            if self.use_cache and self.share_prefixes:
+                fresh = {id(job.chat): job.chat for job in scored + written if job.chat.kv is None}
+                self._share(model, list(fresh.values()), 0, None)
+            for chunk in _chunks(scored, self.batch_size):
+                self._score(model, chunk)
+            for chunk in _chunks(written, self.batch_size):
+                self._write(model, chunk)
+
+    def _act_on_vllm(self, scored: list[_Job], written: list[_Job]) -> None:
+        """The same draws and records, with the model's numbers from a vLLM engine
+        (:mod:`detente.policies.vllm_backend`)."""
+        from detente.policies.vllm_backend import VLLMEngine
+
+        engine = VLLMEngine.for_model(self.lm, self.vllm_memory)
+        if scored:
+            self._score_on(engine, scored)
+        if written:
+            self._write_on(engine, written)
 
     def end(self) -> None:
         """Drop every chat's key/value cache (records and token ids stay)."""
@@ -491,14 +515,19 @@ class LLMPolicy(Policy):
                 job.step_logprobs.append(logprobs[pick] if self.temperature > 0 else 0.0)
                 self._append(job, step.candidates[pick], step.texts[pick])
         for job in jobs:
-            spec = job.decision.spec
-            picks = [draw.pick for draw in job.draws]
-            if isinstance(spec, ChoiceSpec):
-                job.reply = spec.render(picks[0])
-            elif isinstance(spec, ProposalSpec):
-                job.reply = spec.render(tuple(picks))
-            job.content = job.reply
+            self._render_reply(job)
         self._keep(jobs, batch)
+
+    @staticmethod
+    def _render_reply(job: _Job) -> None:
+        """The canonical text of a choice or proposal from its draws."""
+        spec = job.decision.spec
+        picks = [draw.pick for draw in job.draws]
+        if isinstance(spec, ChoiceSpec):
+            job.reply = spec.render(picks[0])
+        elif isinstance(spec, ProposalSpec):
+            job.reply = spec.render(tuple(picks))
+        job.content = job.reply
 
     @staticmethod
     def _append(job: _Job, ids: Sequence[int], text: str) -> None:
@@ -519,6 +548,50 @@ class LLMPolicy(Policy):
         logp = (values / self.temperature).log_softmax(dim=0)
         index, _ = _inverse_cdf(logp, decision.rng.random())
         return index, logp.tolist()
+
+    def _score_on(self, engine: Any, jobs: list[_Job]) -> None:
+        """Choices/proposals on vLLM: per step, the next-token log-probabilities at every candidate-tree
+        node of every job in one request batch, then the same draw as :meth:`_score`."""
+        for s in range(max(len(job.steps) for job in jobs)):
+            active = [job for job in jobs if s < len(job.steps)]
+            trees = []
+            for job in active:
+                step = job.steps[s]
+                self._append(job, step.forced, step.forced_text)
+                trees.append(_children(step.candidates))
+            prompts = [job.chat.token_ids + list(prefix) for job, tree in zip(active, trees, strict=True)
+                       for prefix in tree]
+            wanted = [sorted(children) for tree in trees for children in tree.values()]
+            answers = iter(engine.next_logprobs(prompts, wanted, self.adapter))
+            self.stats["forward_tokens"] += sum(len(p) for p in prompts)
+            for job, tree in zip(active, trees, strict=True):
+                step = job.steps[s]
+                logp = {prefix: next(answers) for prefix in tree}
+                scores = torch.tensor([sum(logp[tuple(c[:j])][c[j]] for j in range(len(c)))
+                                       for c in step.candidates], dtype=torch.float64)
+                pick, logprobs = self._draw(scores, job.decision)
+                job.draws.append(Draw(len(job.action_ids), step.candidates, pick, logprobs))
+                job.step_logprobs.append(logprobs[pick] if self.temperature > 0 else 0.0)
+                self._append(job, step.candidates[pick], step.texts[pick])
+        for job in jobs:
+            self._render_reply(job)
+
+    def _write_on(self, engine: Any, jobs: list[_Job]) -> None:
+        """Messages on vLLM: one seeded sampling request each (the seed from the decision's stream)."""
+        specs = [job.decision.spec for job in jobs]
+        outs = engine.sample(
+            [job.chat.token_ids for job in jobs], self.temperature,
+            [self._message_limit(spec) for spec in specs], [job.decision.rng.getrandbits(31) for job in jobs],
+            [spec.end if isinstance(spec, MessageSpec) else "" for spec in specs], sorted(self._stop_ids),
+            self.adapter)
+        for job, out in zip(jobs, outs, strict=True):
+            job.chat.token_ids.extend(out.token_ids)
+            job.action_ids.extend(out.token_ids)
+            job.step_logprobs.extend(out.logprobs)
+            self.stats["generated_tokens"] += len(out.token_ids)
+            self.stats["truncated"] += out.finish_reason == "length"
+            stopped = bool(out.token_ids) and out.token_ids[-1] in self._stop_ids
+            self._finish_message(job, out.token_ids, stopped)
 
     # -- messages ----------------------------------------------------------------
     def _write(self, model: Any, jobs: list[_Job]) -> None:
@@ -668,6 +741,15 @@ def _inverse_cdf(logp: torch.Tensor, u: float) -> tuple[int, float]:
     while index > 0 and not torch.isfinite(logp[index]):  # never land on a zero-probability entry
         index -= 1
     return index, float(logp[index])
+
+
+def _children(candidates: Sequence[Sequence[int]]) -> dict[tuple[int, ...], set[int]]:
+    """Each candidate prefix that has a next token (the empty one first) -> its next tokens."""
+    tree: dict[tuple[int, ...], set[int]] = {}
+    for candidate in candidates:
+        for j, token in enumerate(candidate):
+            tree.setdefault(tuple(candidate[:j]), set()).add(token)
+    return tree
 
 
 def _common_end(chats: Sequence[Chat], start: int, limit: int) -> int:

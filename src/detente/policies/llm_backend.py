@@ -79,6 +79,7 @@ class LoRAModel:
         self.lora_alpha = lora_alpha
         self.lora_dropout = lora_dropout
         self.target_modules = target_modules
+        self._versions: dict[str, int] = {}
 
     @classmethod
     def load(
@@ -138,12 +139,23 @@ class LoRAModel:
         else:
             self.model.add_adapter(name, config)
         self._freeze(name)
+        self.touch(name)
 
     def _freeze(self, name: str) -> None:
         """New adapters start frozen; a trainer turns on the gradients of the one it trains."""
         for param_name, param in self.model.named_parameters():
             if f".{name}." in param_name and "lora_" in param_name:
                 param.requires_grad_(False)
+
+    def version(self, name: str) -> int:
+        """A number that changes whenever adapter ``name``'s weights may have changed (it is added, loaded,
+        copied into or :meth:`touch`-ed): a generation engine reloads the adapter when it differs."""
+        self._check(name)
+        return self._versions.get(name, 0)
+
+    def touch(self, name: str) -> None:
+        """Say that adapter ``name``'s weights changed (the trainer calls it after every optimizer step)."""
+        self._versions[name] = self._versions.get(name, 0) + 1
 
     def trainable_parameters(self, name: str) -> list[torch.nn.Parameter]:
         """Turn on the gradients of adapter ``name`` and return its parameters (for an optimizer)."""
@@ -169,38 +181,56 @@ class LoRAModel:
         else:
             self.model.load_adapter(path, adapter_name=name)
         self._freeze(name)
+        self.touch(name)
 
     def save_adapter(self, name: str, path: str | Path) -> Path:
         """Write ``name`` as a peft adapter folder (config + safetensors weights), atomically."""
-        from peft import get_peft_model_state_dict
         from safetensors.torch import save_file
 
         self._check(name)
         path = Path(path)
         with atomic_dir(path) as tmp:
             self.model.peft_config[name].save_pretrained(tmp)
-            state = get_peft_model_state_dict(self.model, adapter_name=name)
-            save_file({k: v.detach().contiguous().cpu() for k, v in state.items()}, tmp / ADAPTER_WEIGHTS)
+            save_file(self.adapter_state(name), tmp / ADAPTER_WEIGHTS)
         return path
+
+    def adapter_state(self, name: str) -> dict[str, torch.Tensor]:
+        """Adapter ``name``'s LoRA weights (peft's state dict: names without the adapter name), as
+        contiguous CPU copies: what a checkpoint holds and what a rollout worker receives."""
+        from peft import get_peft_model_state_dict
+
+        self._check(name)
+        state = get_peft_model_state_dict(self.model, adapter_name=name)
+        return {k: v.detach().contiguous().cpu().clone() for k, v in state.items()}
+
+    def set_adapter_state(self, name: str, state: dict[str, torch.Tensor], source: str = "the state") -> None:
+        """Overwrite adapter ``name``'s weights with ``state`` (an :meth:`adapter_state`). The tensors must
+        match the adapter's in names and shapes, both ways; ``source`` names them in the error."""
+        from peft import get_peft_model_state_dict, set_peft_model_state_dict
+
+        self._check(name)
+        current = get_peft_model_state_dict(self.model, adapter_name=name)
+        problems = [f"{k} missing in {source}" for k in current if k not in state]
+        problems += [f"{k} not in adapter {name!r}" for k in state if k not in current]
+        problems += [f"{k}: {source} {tuple(state[k].shape)} vs adapter {tuple(v.shape)}"
+                     for k, v in current.items() if k in state and state[k].shape != v.shape]
+        if problems:
+            raise ValueError(f"{source} does not fit adapter {name!r} ({len(state)} tensors in {source}, "
+                             f"{len(current)} in the adapter; {len(problems)} differ): "
+                             + "; ".join(problems[:3]))
+        set_peft_model_state_dict(self.model, state, adapter_name=name)
+        self.touch(name)
 
     def load_weights(self, name: str, path: str | Path) -> None:
         """Overwrite adapter ``name``'s weights with those saved in ``path`` (a :meth:`save_adapter`
         folder). The saved tensors must match the adapter's in names and shapes, both ways."""
-        from peft import get_peft_model_state_dict, set_peft_model_state_dict
         from safetensors.torch import load_file
 
         self._check(name)
-        saved = load_file(Path(path) / ADAPTER_WEIGHTS)
-        current = get_peft_model_state_dict(self.model, adapter_name=name)
-        problems = [f"{k} missing in the file" for k in current if k not in saved]
-        problems += [f"{k} not in adapter {name!r}" for k in saved if k not in current]
-        problems += [f"{k}: file {tuple(saved[k].shape)} vs adapter {tuple(v.shape)}"
-                     for k, v in current.items() if k in saved and saved[k].shape != v.shape]
-        if problems:
-            raise ValueError(f"{path} does not fit adapter {name!r} ({len(saved)} tensors in the file, "
-                             f"{len(current)} in the adapter; {len(problems)} differ): "
-                             + "; ".join(problems[:3]))
-        set_peft_model_state_dict(self.model, saved, adapter_name=name)
+        try:
+            self.set_adapter_state(name, load_file(Path(path) / ADAPTER_WEIGHTS), source="the file")
+        except ValueError as error:
+            raise ValueError(f"{path}: {error}") from None
 
     def copy_adapter(self, source: str, target: str) -> None:
         """Add ``target`` as a frozen copy of ``source`` (e.g. a past checkpoint of the learner)."""
@@ -212,6 +242,7 @@ class LoRAModel:
         set_peft_model_state_dict(self.model, {k: v.detach().clone() for k, v in state.items()},
                                   adapter_name=target)
         self._freeze(target)
+        self.touch(target)
 
     def delete_adapter(self, name: str) -> None:
         self._check(name)

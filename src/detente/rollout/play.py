@@ -4,8 +4,9 @@ All games of a batch advance together: at each step the pending decisions of
 every game are grouped by policy and each policy answers its whole group in
 one call. A reply that does not parse is re-asked (the decision carries the
 parse error) up to ``max_tries`` times in all, then the game's fallback action
-is taken and the decision is counted invalid. Nothing a player writes can
-stop a batch.
+is taken and the decision is counted invalid; a person
+(``Policy.reask_until_valid``) is asked until the answer parses. Nothing a
+player writes can stop a batch.
 """
 
 from __future__ import annotations
@@ -104,14 +105,18 @@ def decide(
 ) -> list[tuple[Decision, DecisionRecord]]:
     """Answer every decision (``seatings[slot][seat]`` answers): a reply that does not parse is re-asked
     with the parser's reason, up to ``max_tries`` times in all, then the game's fallback is taken
-    and the record says invalid. Pairs in the order the decisions were settled."""
+    and the record says invalid. A policy with ``reask_until_valid`` (a person) is asked until its
+    reply parses. Pairs in the order the decisions were settled."""
     settled = []
-    for tries in range(1, max_tries + 1):
+    tries = 0
+    while asks:
+        tries += 1
         replies = _answer(asks, seatings)
         retry = []
         for ask, raw in zip(asks, replies, strict=True):
             parsed = ask.game.parse(ask.seat, raw)
-            if isinstance(parsed, ParseError) and tries < max_tries:
+            patient = seatings[ask.slot][ask.seat].reask_until_valid
+            if isinstance(parsed, ParseError) and (patient or tries < max_tries):
                 retry.append(replace(ask, retry=parsed))
                 continue
             valid = not isinstance(parsed, ParseError)
@@ -119,8 +124,6 @@ def decide(
             record = DecisionRecord(ask.game.round, ask.seat, raw, action, valid, tries)
             settled.append((ask, record))
         asks = retry
-        if not asks:
-            break
     return settled
 
 

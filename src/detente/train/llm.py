@@ -39,17 +39,17 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from detente.agents import make_agent, preflight
+from detente.agents import preflight
 from detente.atomic import fresh_dir, sweep_temp
 from detente.behaviour import behaviour
-from detente.config import RunConfig
+from detente.config import RESUMABLE, RunConfig
 from detente.credit import pair_credit
 from detente.errors import ConfigError, TrainingStopped
 from detente.games import make_game
 from detente.games.base import Game, Seat, other
-from detente.policies.base import Policy
 from detente.policies.llm import Chat, LLMPolicy
 from detente.policies.llm_backend import LoRAModel
+from detente.progress import OnProgress, silent
 from detente.rollout.play import Episode
 from detente.runs import (
     ADAPTER_DIR,
@@ -75,11 +75,9 @@ from detente.train.buffer import OpponentBuffer
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
 from detente.train.metrics import MetricsLog
 from detente.train.rollout import LocalRollout, RolloutBackend
-from detente.train.seating import Seating, plan, training_rows
+from detente.train.seating import LEARNER, Seating, coplayer_policy, plan, training_rows
 from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
 
-LEARNER = "learner"
-"""Adapter name of the agent being trained."""
 MAX_LOST = 0.05
 """Largest share of a batch's action steps that may be unplaceable before training stops."""
 DATA_STATS = ("template_resets", "truncated", "wrapped")
@@ -120,7 +118,8 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
 class LLMTrainer:
     """Trains the ``learner`` adapter of a shared :class:`LoRAModel` as ``config`` says."""
 
-    def __init__(self, config: RunConfig, out_dir: Path, lm: LoRAModel | None = None) -> None:
+    def __init__(self, config: RunConfig, out_dir: Path, lm: LoRAModel | None = None,
+                 on_progress: OnProgress = silent) -> None:
         if config.agent.kind != "llm":
             raise ValueError(f"LLMTrainer needs agent.kind 'llm', got {config.agent.kind!r}")
         self.config = config
@@ -136,11 +135,11 @@ class LLMTrainer:
         if config.train.gradient_checkpointing:
             self.lm.enable_checkpointing()
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
-        self.learner = self._policy(LEARNER, "learner")
-        self.rollout: RolloutBackend = LocalRollout(self.learner)
-        self.fixed = self._coplayer(probe)
+        self.learner = self._policy(LEARNER, LEARNER)
+        self.fixed = coplayer_policy(config, probe, self.lm)
         self.buffer = OpponentBuffer(self.lm, LEARNER, self.out / CHECKPOINTS / BUFFER_DIR,
                                      config.buffer.max_size, lambda name: self._policy(name, name))
+        self.rollout = self._rollout_backend(on_progress)
         self.iteration = 0
         self.nonfinite_steps = 0
         """Updates skipped so far because their loss or gradient was not finite."""
@@ -149,13 +148,14 @@ class LLMTrainer:
     def _policy(self, adapter: str | None, name: str) -> LLMPolicy:
         return LLMPolicy(self.lm, adapter, name=name, **self.config.agent.policy_options())
 
-    def _coplayer(self, game: Game) -> Policy | None:
-        name = self.config.coplayer
-        if name == "self":
-            return None
-        if name == "base":
-            return self._policy(None, "base")
-        return make_agent(name, game, models={self.config.agent.model: self.lm})
+    def _rollout_backend(self, on_progress: OnProgress) -> RolloutBackend:
+        """Where the iterations' games are played (``rollout.backend``); a backend that plays in parts
+        (chunks on Ray workers) tells ``on_progress`` after each."""
+        if self.config.rollout.backend == "local":
+            return LocalRollout(self.learner)
+        from detente.train.ray_rollout import RayRollout
+
+        return RayRollout(self.config, self.lm, self.learner, self.fixed, self.buffer, on_progress)
 
     # -- the loop -------------------------------------------------------------
     def train(self, on_iteration: Callable[[MetricsLine], None] | None = None) -> MetricsLine | None:
@@ -171,6 +171,7 @@ class LLMTrainer:
                     on_iteration(line)
         finally:
             log.close()
+            self.rollout.close()
         return line
 
     def step(self) -> MetricsLine:
@@ -209,6 +210,7 @@ class LLMTrainer:
             **{f"data/{key}": value for key, value in data.items()},
             "perf/seconds": time.perf_counter() - began,
             "perf/rollout_seconds": rollout_seconds,
+            **rollout.perf,
         })
         if rollout.transcripts:
             write_transcripts(transcript_path(self.out, self.iteration), rollout.transcripts)
@@ -264,6 +266,7 @@ class LLMTrainer:
                 self.optimizer.zero_grad(set_to_none=True)
                 break
             self.optimizer.step()
+            self.lm.touch(LEARNER)
         self._count_nonfinite(finite)
         epochs = cfg.epochs
         return {
@@ -406,13 +409,26 @@ def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = F
     if folder is None:
         raise ConfigError(f"{run_dir} has no checkpoint to resume from (no {CHECKPOINTS}/{LATEST})")
     if config is not None and not force:
-        trained = read_config_data(folder / CONFIG)
-        changed = config_changes(trained, config.model_dump(mode="json"))
+        trained = with_defaults(read_config_data(folder / CONFIG), RunConfig().model_dump(mode="json"))
+        changed = [change for change in config_changes(trained, config.model_dump(mode="json"))
+                   if not change.startswith(tuple(f"{key}:" for key in RESUMABLE))]
         if changed:
             raise ConfigError(f"{Path(run_dir) / CONFIG} differs from the config its checkpoint "
                               f"{folder.name} was trained with: {'; '.join(changed[:4])}"
                               f"{' ...' if len(changed) > 4 else ''}; pass --force to resume with it")
     return folder
+
+
+def with_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
+    """``data`` with every key it lacks (at any depth) taken from ``defaults``: a key detente added after
+    a checkpoint was written meant its default then."""
+    filled = dict(data)
+    for key, default in defaults.items():
+        if key not in filled:
+            filled[key] = default
+        elif isinstance(filled[key], dict) and isinstance(default, dict):
+            filled[key] = with_defaults(filled[key], default)
+    return filled
 
 
 def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -> list[str]:
@@ -428,10 +444,10 @@ def config_changes(old: dict[str, Any], new: dict[str, Any], prefix: str = "") -
 
 
 def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, force: bool = False,
-                  lm: LoRAModel | None = None) -> LLMTrainer:
+                  lm: LoRAModel | None = None, on_progress: OnProgress = silent) -> LLMTrainer:
     """A trainer for the llm run in ``out_dir``: a fresh run in an emptied folder (anything there is
     deleted; its config written first) or, with ``resume``, the run's last saved state (``force``:
-    even if ``config.yaml`` was edited since)."""
+    even if ``config.yaml`` was edited since). ``on_progress`` follows a rollout that plays in parts."""
     out_dir = Path(out_dir)
     preflight(config, learner_model=lm is None)
     if resume:
@@ -441,7 +457,7 @@ def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, for
         write_run_info(out_dir, "llm", make_game(config.game.name, **config.game.params))
         write_config(out_dir, config)
     torch.manual_seed(config.seed)  # the fresh adapter's initialisation
-    trainer = LLMTrainer(config, out_dir, lm)
+    trainer = LLMTrainer(config, out_dir, lm, on_progress)
     if resume:
         trainer.resume()
     return trainer
@@ -449,7 +465,9 @@ def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, for
 
 def train_llm(
     config: RunConfig, out_dir: Path, on_iteration: Callable[[MetricsLine], None] | None = None, *,
-    resume: bool = False, force: bool = False, lm: LoRAModel | None = None,
+    resume: bool = False, force: bool = False, lm: LoRAModel | None = None, on_progress: OnProgress = silent,
 ) -> MetricsLine | None:
-    """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics line."""
-    return start_llm_run(config, out_dir, resume=resume, force=force, lm=lm).train(on_iteration)
+    """Train (or, with ``resume``, continue) an llm run in ``out_dir``; return the last metrics line.
+    ``on_progress`` follows the chunks of a rollout on Ray workers."""
+    trainer = start_llm_run(config, out_dir, resume=resume, force=force, lm=lm, on_progress=on_progress)
+    return trainer.train(on_iteration)

@@ -33,12 +33,19 @@ class RolloutResult:
     transcripts: list[TranscriptLine] = field(default_factory=list)
     stats: Counter[str] = field(default_factory=Counter)
     """The learner's counters over this rollout (template_resets, truncated, wrapped, ...)."""
+    perf: dict[str, float] = field(default_factory=dict)
+    """Run-shape facts of the backend (``perf/workers``, ...): logged under ``perf/`` only, as they may
+    differ between runs that are otherwise identical."""
 
 
 class RolloutBackend(Protocol):
     def run(self, seatings: Sequence[Seating], streams: Sequence[str], new_game: Callable[[], Game],
             keep_transcripts: int, iteration: int) -> RolloutResult:
-        """Play ``seatings``: game i with seed ``seatings[i].seed`` and sampling stream ``streams[i]``."""
+        """Play ``seatings``: game i with seed ``seatings[i].seed`` and sampling stream ``streams[i]``;
+        keep the first ``keep_transcripts`` games as transcripts of training ``iteration``."""
+
+    def close(self) -> None:
+        """Release what the backend holds (workers); a later :meth:`run` starts them again."""
 
 
 class LocalRollout:
@@ -60,3 +67,6 @@ class LocalRollout:
                            trained_seats=list(s.trained)) for slot, (episode, s) in enumerate(pairs)]
         stats = Counter({k: v - before[k] for k, v in self.learner.stats.items()})
         return RolloutResult(episodes, chats, kept, stats)
+
+    def close(self) -> None:
+        """Nothing to release: the games ran in this process."""

@@ -23,9 +23,15 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from detente.agents import make_agent
 from detente.config import RunConfig
-from detente.games.base import Seat
+from detente.games.base import Game, Seat
 from detente.policies.base import Policy
+from detente.policies.llm import LLMPolicy
+from detente.policies.llm_backend import LoRAModel
+
+LEARNER = "learner"
+"""Adapter (and policy) name of the agent being trained."""
 
 
 @dataclass(frozen=True)
@@ -72,3 +78,16 @@ def training_rows(seatings: Sequence[Seating]) -> list[tuple[int, Seat]]:
         for seat in seatings[slots[0]].trained:
             rows.extend((slot, seat) for slot in slots)
     return rows
+
+
+def coplayer_policy(config: RunConfig, game: Game, lm: LoRAModel) -> Policy | None:
+    """The fixed co-player ``config.coplayer`` names (None for self-play): ``base`` acts with ``lm``'s
+    adapters off, a ``model:`` agent on ``lm``'s base model reuses it. The trainer and every rollout
+    worker build it with this one function, so it has the same name and settings everywhere."""
+    name = config.coplayer
+    if name == "self":
+        return None
+    if name == "base":
+        return LLMPolicy(lm, None, name="base", **config.agent.policy_options())
+    return make_agent(name, game, models={config.agent.model: lm}, endpoints=config.endpoints,
+                      api_cache=config.api_cache)
