@@ -1,5 +1,5 @@
-"""Contrast jobs (the main job's shape): config routing, the figures and bars of contrast.json, and a
-whole job end to end on the tabular learners (seconds)."""
+"""Contrast jobs (the main job's shape): config routing, the figures and bars of contrast.json, its
+report, and a whole job end to end on the tabular learners (seconds)."""
 
 from __future__ import annotations
 
@@ -8,13 +8,22 @@ import json
 import pytest
 
 from detente.cli import main
-from detente.config import ContrastJob, load_job
+from detente.config import ContrastConfig, ContrastJob, load_job
 from detente.errors import ConfigError
 from detente.eval.contrast import contrast_record
 from detente.eval.tournament import cross_play
 from detente.games import make_game
 from detente.policies.scripted import make_scripted
-from detente.runs import read_contrast, read_crossplay
+from detente.report import render_report
+from detente.runs import (
+    MetricsLine,
+    read_contrast,
+    read_crossplay,
+    write_config,
+    write_contrast,
+    write_crossplay,
+    write_metrics,
+)
 
 
 def scripted_record(n_rounds=10):
@@ -46,6 +55,45 @@ def test_swapped_agents_fail_the_bars_they_should():
     assert met == {"self_play_cooperation": False, "self_play_mutual_cooperation": False,
                    "retaliation": True, "reward_vs_alld": True}  # alld "retaliates" and ties alld
     assert record.tft_vs_alld == pytest.approx(5 / 6)
+
+
+def trained_runs(out, labels):
+    """A contrast job's folder as training leaves it: its config, and each of ``labels`` with a
+    three-iteration metrics.jsonl (cooperation 0.1 for naive, 0.9 for adalign)."""
+    presets = {"naive": "ipd_tabular_naive", "adalign": "ipd_tabular_adalign"}
+    write_config(out, ContrastConfig(contrast=presets))
+    for label in labels:
+        rate = {"naive": 0.1, "adalign": 0.9}[label]
+        values = {"behaviour/cooperation_rate": rate, "behaviour/mutual_cooperation_rate": rate ** 2}
+        write_metrics(out / label, [MetricsLine(iteration=i, values=values) for i in range(3)])
+
+
+def test_the_report_of_a_contrast_job_shows_both_runs_the_bars_and_the_heatmap(tmp_path):
+    trained_runs(tmp_path, ["naive", "adalign"])
+    record = scripted_record()  # the cooperator labelled naive, the defector adalign: bars met and not met
+    write_crossplay(tmp_path, record, [])
+    write_contrast(tmp_path, contrast_record(record, {"naive": "reciprocator", "adalign": "defector"}, 10))
+    html = render_report(tmp_path)
+    assert 'href="#contrast"' in html
+    assert '<figure id="contrast-plot"><img class="plot" alt="cooperation over training of naive, adalign"' \
+        in html
+    assert ('<thead><tr><th>figure</th><th>naive</th><th>adalign</th></tr></thead>' in html
+            and "<tr><td>self_play_cooperation</td><td>1.00</td><td>0.00</td></tr>" in html)
+    assert ("<tr><td>naive</td><td>self_play_cooperation</td><td>1.00</td><td>&lt;= 0.20</td>"
+            '<td class="not-met">not met</td></tr>') in html
+    assert ("<tr><td>adalign</td><td>reward_vs_alld</td><td>1.00</td><td>&gt;= 0.85 (0.95 × tft vs alld)</td>"
+            '<td class="met">met</td></tr>') in html
+    assert "tft vs alld = 0.90" in html
+    assert 'id="heatmap"' in html and 'id="behaviour"' in html  # the joint cross-play, as in any eval folder
+
+
+def test_the_report_of_a_contrast_job_still_training_shows_what_is_there(tmp_path):
+    trained_runs(tmp_path, ["naive"])  # adalign not trained yet, no cross-play yet
+    html = render_report(tmp_path)
+    assert 'alt="cooperation over training of naive"' in html
+    assert "adalign: no adalign/metrics.jsonl yet" in html
+    assert "contrast.json is not written yet" in html and 'id="contrast-bars"' not in html
+    assert "No matrix.json in this folder" in html and 'id="heatmap"' not in html
 
 
 def write_job(tmp_path, **extra):

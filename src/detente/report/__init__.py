@@ -17,6 +17,13 @@ unreadable (at least one must be there):
   see each round's decisions (messages, proposals), what each seat was
   shown and the rewards, the two seats side by side; a search box filters
   the games by text;
+* a contrast job's folder (``detente train`` with no argument: a contrast
+  config, ``<label>/`` run folders, ``contrast.json``) — first the contrast:
+  each run's cooperation and mutual cooperation over training on one plot
+  (from ``<label>/metrics.jsonl``), the figures of ``contrast.json`` side by
+  side and each bar of the claim, met or not, with tit-for-tat's reward
+  against always-defect as the scale; then the joint cross-play as above. A
+  job still training shows what it has written so far;
 * ``config.yaml`` — shown as written.
 
 Modules: :mod:`~detente.report.load` (reading), :mod:`~detente.report.plots`
@@ -29,6 +36,7 @@ from pathlib import Path
 
 from detente.report.page import (
     ReportError,
+    contrast_section,
     crossplay_section,
     curves_section,
     prepare_game,
@@ -46,5 +54,5 @@ def write_report(run_dir: Path | str, out: Path | str | None = None) -> Path:
     return path
 
 
-__all__ = ["ReportError", "crossplay_section", "curves_section", "prepare_game", "render_report",
-           "transcript_section", "write_report"]
+__all__ = ["ReportError", "contrast_section", "crossplay_section", "curves_section", "prepare_game",
+           "render_report", "transcript_section", "write_report"]

@@ -8,15 +8,20 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from detente.config import CONTRAST
 from detente.runs import (
     CONFIG,
+    CONTRAST_FILE,
     MATRIX,
+    METRICS,
+    ContrastRecord,
     CrossPlayRecord,
     MetricsLine,
     RunFileError,
     TranscriptLine,
     read_config_data,
     read_config_text,
+    read_contrast,
     read_crossplay,
     read_transcripts,
     scan_metrics,
@@ -42,6 +47,17 @@ class TranscriptFile:
 
 
 @dataclass
+class ContrastParts:
+    """A contrast job's folder: each run's ``metrics.jsonl`` and ``contrast.json``, as far as they exist."""
+
+    runs: dict[str, tuple[list[MetricsLine], int] | None] = field(default_factory=dict)
+    """label -> (readable lines, unreadable count) of ``<label>/metrics.jsonl``; None: no such file yet."""
+    record: ContrastRecord | None = None
+    error: str | None = None
+    """Why ``contrast.json`` could not be read (None: read, or not written yet)."""
+
+
+@dataclass
 class Loaded:
     """A folder's readable parts, and notes on what could not be read."""
 
@@ -53,6 +69,8 @@ class Loaded:
     transcript_notes: list[str] = field(default_factory=list)
     config_text: str | None = None
     facts: list[tuple[str, str]] = field(default_factory=list)
+    contrast: ContrastParts | None = None
+    """None: not a contrast folder."""
 
 
 def load_folder(folder: Path, budget: int = TRANSCRIPT_BUDGET) -> Loaded:
@@ -65,7 +83,39 @@ def load_folder(folder: Path, budget: int = TRANSCRIPT_BUDGET) -> Loaded:
             loaded.crossplay_error = str(error).removeprefix(f"{folder / MATRIX}: ")
     loaded.transcripts, loaded.transcript_notes = load_transcripts(folder, budget)
     loaded.config_text, loaded.facts = load_config_facts(folder)
+    loaded.contrast = load_contrast(folder)
+    if loaded.contrast is not None:
+        loaded.facts.append(("contrast", " vs ".join(loaded.contrast.runs)))
     return loaded
+
+
+def load_contrast(folder: Path) -> ContrastParts | None:
+    """The parts of a contrast job's folder (its config.yaml has a ``contrast`` key, or it holds a
+    ``contrast.json``); None for any other folder. The runs are the config's labels, in its order."""
+    labels = contrast_labels(folder)
+    if not labels and not (folder / CONTRAST_FILE).is_file():
+        return None
+    parts = ContrastParts()
+    if (folder / CONTRAST_FILE).is_file():
+        try:
+            parts.record = read_contrast(folder)
+            labels += [label for label in parts.record.runs if label not in labels]
+        except RunFileError as error:
+            parts.error = str(error).removeprefix(f"{folder / CONTRAST_FILE}: ")
+    parts.runs = {label: scan_metrics(folder / label) if (folder / label / METRICS).is_file() else None
+                  for label in labels}
+    return parts
+
+
+def contrast_labels(folder: Path) -> list[str]:
+    """The run labels of the contrast config in ``folder/config.yaml``; [] for any other config."""
+    if not (folder / CONFIG).is_file():
+        return []
+    try:
+        runs = read_config_data(folder / CONFIG).get(CONTRAST)
+    except RunFileError:
+        return []
+    return [str(label) for label in runs] if isinstance(runs, dict) else []
 
 
 def load_transcripts(folder: Path, budget: int = TRANSCRIPT_BUDGET) -> tuple[list[TranscriptFile], list[str]]:

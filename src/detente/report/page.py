@@ -20,8 +20,18 @@ from typing import Any
 
 from detente.errors import UserError
 from detente.report.load import TRANSCRIPT_BUDGET, Loaded, TranscriptFile, load_folder, load_transcripts
-from detente.report.plots import PANELS, curve_png, heatmap_png, panel_keys
-from detente.runs import CROSSPLAY_TRANSCRIPTS, MATRIX, METRICS, TRANSCRIPTS, CrossPlayRecord, TranscriptLine
+from detente.report.plots import CONTRAST_DASHES, CONTRAST_PANEL, PANELS, curve_png, heatmap_png, panel_keys
+from detente.runs import (
+    CONTRAST_FILE,
+    CROSSPLAY_TRANSCRIPTS,
+    MATRIX,
+    METRICS,
+    TRANSCRIPTS,
+    ContrastBar,
+    ContrastRecord,
+    CrossPlayRecord,
+    TranscriptLine,
+)
 
 TEMPLATE = "template.html.j2"
 
@@ -56,6 +66,23 @@ class CrossPlaySection(Section):
 
 
 @dataclass
+class ContrastSection(Section):
+    plot: str | None = None
+    """Base64 PNG of :data:`~detente.report.plots.CONTRAST_PANEL`."""
+    plotted: list[str] = field(default_factory=list)
+    """The labels of the runs on the plot."""
+    figure_notes: list[str] = field(default_factory=list)
+    """Notes on the figures and bars (``notes`` are on the plot)."""
+    n_rounds: int | None = None
+    tft_vs_alld: str | None = None
+    columns: list[str] = field(default_factory=list)
+    rows: list[list[str]] = field(default_factory=list)
+    """One row per figure: its name, then its value in each run."""
+    bars: list[dict[str, str]] = field(default_factory=list)
+    """{"run", "figure", "value", "bar", "met"} per bar of the claim; ``met`` is "met" or "not met"."""
+
+
+@dataclass
 class TranscriptSection(Section):
     files: list[dict[str, Any]] = field(default_factory=list)
     """{"name", "iteration", "label", "games": [prepared game]}, by iteration."""
@@ -71,7 +98,8 @@ def render_report(run_dir: Path | str) -> str:
     if not folder.is_dir():
         raise ReportError(f"{folder} is not a folder")
     loaded = load_folder(folder)
-    if not (folder / METRICS).is_file() and not (folder / MATRIX).is_file() and not loaded.transcripts:
+    if (not (folder / METRICS).is_file() and not (folder / MATRIX).is_file() and not loaded.transcripts
+            and loaded.contrast is None):
         raise ReportError(f"{folder} is neither a run folder nor an eval folder: it has no {METRICS}, "
                           f"no {MATRIX} and no {TRANSCRIPTS}/iter_N.jsonl")
     jinja2 = _need("jinja2")
@@ -82,7 +110,8 @@ def render_report(run_dir: Path | str) -> str:
     transcripts = transcript_section(folder, loaded)
     return template.render(
         title=folder.resolve().name, folder=str(folder), summary=loaded.facts, config_text=loaded.config_text,
-        curves=curves_section(folder, loaded), crossplay=crossplay_section(folder, loaded),
+        contrast=contrast_section(folder, loaded), curves=curves_section(folder, loaded),
+        crossplay=crossplay_section(folder, loaded),
         transcripts=transcripts, transcript_json=script_json({"files": transcripts.files}),
     )
 
@@ -93,7 +122,11 @@ def curves_section(folder: Path, loaded: Loaded | None = None) -> Curves:
     loaded = loaded or load_folder(folder)
     section = Curves()
     if not (folder / METRICS).is_file():
-        section.notes.append(f"No {METRICS} in this folder (an eval folder?): training curves skipped.")
+        if loaded.contrast is not None:
+            runs = ", ".join(f"`detente report {folder / label}`" for label in loaded.contrast.runs)
+            section.notes.append(f"A contrast job: each run's own training curves are in its report: {runs}.")
+        else:
+            section.notes.append(f"No {METRICS} in this folder (an eval folder?): training curves skipped.")
         return section
     if loaded.bad_metrics:
         section.notes.append(f"{loaded.bad_metrics} line(s) of {METRICS} could not be read and were skipped.")
@@ -117,6 +150,71 @@ def curves_section(folder: Path, loaded: Loaded | None = None) -> Curves:
     return section
 
 
+# ---------------------------------------------------------------- contrast
+def contrast_section(folder: Path, loaded: Loaded | None = None) -> ContrastSection | None:
+    """A contrast job's runs side by side: cooperation over training on one plot (each run's
+    ``metrics.jsonl``), and the figures and bars of ``contrast.json``; None for any other folder."""
+    loaded = loaded or load_folder(folder)
+    if loaded.contrast is None:
+        return None
+    section = ContrastSection()
+    x = sorted({line.iteration for scan in loaded.contrast.runs.values() if scan for line in scan[0]})
+    series, styles = [], []
+    for k, (label, scan) in enumerate(loaded.contrast.runs.items()):
+        if scan is None:
+            section.notes.append(f"{label}: no {label}/{METRICS} yet (not trained): not in the plot.")
+            continue
+        lines, bad = scan
+        if bad:
+            section.notes.append(f"{label}: {bad} line(s) of {label}/{METRICS} could not be read, skipped.")
+        values = {line.iteration: line.values for line in lines}
+        drawn = 0
+        for (key, name), dash in zip(CONTRAST_PANEL.series, CONTRAST_DASHES, strict=True):
+            ys = [_number(values.get(i, {}).get(key)) for i in x]
+            if any(y is not None for y in ys):
+                series.append((f"{label}: {name}", ys))
+                styles.append((f"C{k}", dash))
+                drawn += 1
+        if drawn:
+            section.plotted.append(label)
+        else:
+            section.notes.append(f"{label}: no cooperation figures in {label}/{METRICS}: not in the plot.")
+    if series:
+        section.plot = curve_png(CONTRAST_PANEL, x, series, styles)
+    record = loaded.contrast.record
+    if record is None:
+        why = (f"could not be read ({loaded.contrast.error})" if loaded.contrast.error is not None
+               else "is not written yet (the job writes it after the joint cross-play)")
+        section.figure_notes.append(f"{CONTRAST_FILE} {why}: figures and bars skipped.")
+        return section
+    section.n_rounds, section.tft_vs_alld = record.n_rounds, _fmt(record.tft_vs_alld)
+    section.columns, section.rows = contrast_table(record)
+    section.bars = [{"run": bar.run, "figure": bar.figure, "value": _fmt(bar.value),
+                     "bar": _bar(bar, record.tft_vs_alld),
+                     "met": "met" if bar.met else "not met"} for bar in record.bars]
+    if not record.bars:
+        section.figure_notes.append("No bar of the claim applies to these runs (the bars are for runs "
+                                    "labelled naive and adalign).")
+    return section
+
+
+def contrast_table(record: ContrastRecord) -> tuple[list[str], list[list[str]]]:
+    """Columns and formatted rows: one row per figure, one column per run."""
+    labels = list(record.runs)
+    keys = list(dict.fromkeys(key for figures in record.runs.values() for key in figures))
+    rows = [[key, *(_fmt(record.runs[label].get(key)) for label in labels)] for key in keys]
+    return ["figure", *labels], rows
+
+
+def _bar(bar: ContrastBar, tft_vs_alld: float | None) -> str:
+    """``<= 0.20``; the bar on the reward against always-defect, a fraction of tit-for-tat's, says so:
+    ``>= 0.85 (0.95 x tft vs alld)``."""
+    text = f"{bar.comparison} {bar.threshold:.2f}"
+    if bar.figure == "reward_vs_alld" and tft_vs_alld:
+        text += f" ({bar.threshold / tft_vs_alld:.2f} \u00d7 tft vs alld)"
+    return text
+
+
 # ---------------------------------------------------------------- cross-play
 def crossplay_section(folder: Path, loaded: Loaded | None = None) -> CrossPlaySection:
     """The heatmap and per-agent table of ``matrix.json``."""
@@ -126,8 +224,9 @@ def crossplay_section(folder: Path, loaded: Loaded | None = None) -> CrossPlaySe
         if loaded.crossplay_error is not None:
             note = f"{MATRIX} could not be read ({loaded.crossplay_error}): cross-play skipped."
         else:
-            note = (f"No {MATRIX} in this folder: cross-play heatmap and behaviour table skipped "
-                    "(write one with `detente eval --out DIR`).")
+            where = ("the contrast job writes it once its runs are trained" if loaded.contrast is not None
+                     else "write one with `detente eval --out DIR`")
+            note = f"No {MATRIX} in this folder: cross-play heatmap and behaviour table skipped ({where})."
         section.notes.append(note)
         return section
     record = loaded.crossplay

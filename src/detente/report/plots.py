@@ -1,4 +1,5 @@
-"""The report's pictures: training curves and the cross-play heatmap, as base64 PNGs.
+"""The report's pictures: training curves, a contrast's runs on one plot and the cross-play heatmap,
+as base64 PNGs.
 
 matplotlib's Agg canvas is used directly (no pyplot, so no global backend state).
 """
@@ -49,6 +50,13 @@ PANELS = (
     Panel("Gradient norm (before clipping)", (("loss/grad_norm", "gradient norm"),), "norm"),
 )
 
+CONTRAST_PANEL = Panel("Cooperation over training, run by run",
+                       (("behaviour/cooperation_rate", "cooperation"),
+                        ("behaviour/mutual_cooperation_rate", "mutual cooperation")), "rate", unit_range=True)
+"""A contrast job's runs on one plot: each run one colour, cooperation solid, mutual cooperation dashed."""
+CONTRAST_DASHES = ("-", "--")
+"""The line style of each of :data:`CONTRAST_PANEL`'s series."""
+
 
 def panel_keys(panel: Panel, keys: set[str]) -> list[tuple[str, str]]:
     """(key, label) pairs of ``panel`` present in ``keys``, prefixes expanded."""
@@ -62,7 +70,10 @@ def panel_keys(panel: Panel, keys: set[str]) -> list[tuple[str, str]]:
     return out
 
 
-def curve_png(panel: Panel, x: Sequence[float], lines: Sequence[tuple[str, list[float | None]]]) -> str:
+def curve_png(panel: Panel, x: Sequence[float], lines: Sequence[tuple[str, list[float | None]]],
+              styles: Sequence[tuple[str, str]] | None = None) -> str:
+    """``lines``: (label, y per x; None: no point); ``styles``: (colour, line style) of each, by default
+    colour ``C<k>`` and solid."""
     import numpy as np
     from matplotlib.ticker import MaxNLocator
 
@@ -71,17 +82,17 @@ def curve_png(panel: Panel, x: Sequence[float], lines: Sequence[tuple[str, list[
     ax = figure.add_subplot()
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
     for k, (label, ys) in enumerate(lines):
-        colour = f"C{k}"
+        colour, dash = styles[k] if styles else (f"C{k}", "-")
         xs = np.asarray(x, dtype=float)
         y = np.array([math.nan if v is None else v for v in ys], dtype=float)
         ok = np.isfinite(y)
         smooth = ok.sum() > SMOOTH_ABOVE
-        ax.plot(xs, y, color=colour, lw=1.0 if smooth else 1.6, alpha=0.3 if smooth else 1.0,
+        ax.plot(xs, y, color=colour, ls=dash, lw=1.0 if smooth else 1.6, alpha=0.3 if smooth else 1.0,
                 marker="o" if ok.sum() <= 3 else None, label=None if smooth else label)
         if smooth:
             w = max(ok.sum() // 20, 2)
             mean = np.convolve(y[ok], np.ones(w) / w, mode="valid")
-            ax.plot(xs[ok][w - 1:], mean, color=colour, lw=1.8, label=f"{label} (mean of {w})")
+            ax.plot(xs[ok][w - 1:], mean, color=colour, ls=dash, lw=1.8, label=f"{label} (mean of {w})")
     ax.set_title(panel.title, fontsize=11)
     ax.set_xlabel("iteration")
     ax.set_ylabel(panel.ylabel)
