@@ -81,3 +81,48 @@ def test_a_preset_can_extend_a_shipped_preset(tmp_path):
     (tmp_path / "mine.yaml").write_text("extends: ipd_tabular_naive\ntrain: {iterations: 3}\n")
     config = load_config(tmp_path / "mine.yaml")
     assert config.credit.algorithm == "naive" and config.train.iterations == 3
+
+
+# --------------------------------------------------------------------------
+# A learner co-player: coplayer: learner:CONFIG
+# --------------------------------------------------------------------------
+def test_a_learner_coplayer_is_located_beside_the_config_or_as_a_preset(tmp_path):
+    from detente.config import coplayer_learner
+
+    (tmp_path / "mine.yaml").write_text("credit: {algorithm: sum_rewards}\n")
+    (tmp_path / "main.yaml").write_text("coplayer: learner:mine\n")
+    config = load_config(tmp_path / "main.yaml")
+    assert config.coplayer == f"learner:{tmp_path / 'mine.yaml'}"  # the same file from any folder
+    assert coplayer_learner(config).credit.algorithm == "sum_rewards"
+    preset = load_config(None, ["coplayer=learner:ipd_tabular_adalign", "credit.group_baseline=false"])
+    assert preset.coplayer == "learner:ipd_tabular_adalign"
+    assert coplayer_learner(preset).credit.algorithm == "adalign"
+    assert coplayer_learner(load_config(None)) is None
+
+
+@pytest.mark.parametrize(
+    ("second", "overrides", "message"),
+    [
+        ("game: {name: stag_hunt}\n", [], "it plays stag_hunt {} and the main learner ipd {}; both learners "
+         "must play the same game"),
+        ("agent: {kind: llm}\n", [], "its agent.kind is llm and the main learner's tabular; both learners "
+         "must be of the same kind"),
+        ("agent: {kind: llm, model: other}\n", ["agent.kind=llm"], "its agent.model is 'other' and the main "
+         "learner's 'smollm2'; both adapters sit on one base model"),
+        ("coplayer: learner:second\n", [], "names no learner of its own"),
+        ("credit: {group_size: 3}\ntrain: {games_per_iteration: 129}\n", [],
+         "credit.group_size (3) must divide the main learner's train.games_per_iteration (128)"),
+        ("{}\n", ["agent.kind=llm", "buffer.enabled=true"], "buffer.enabled needs coplayer 'self'"),
+        ("agent: {kind: llm}\n", ["agent.kind=llm", "rollout.backend=ray"],
+         "rollout.backend ray does not train a learner co-player"),
+        (None, [], "coplayer 'learner:second': no config file 'second' and no preset of that name"),
+    ],
+)
+def test_a_learner_coplayer_that_does_not_fit_stops_in_one_line(tmp_path, second, overrides, message):
+    if second is not None:
+        (tmp_path / "second.yaml").write_text(second)
+    (tmp_path / "main.yaml").write_text("coplayer: learner:second\n")
+    with pytest.raises(ConfigError) as info:
+        load_config(tmp_path / "main.yaml", overrides)
+    assert message in str(info.value)
+    assert "\n" not in str(info.value)

@@ -98,3 +98,23 @@ def test_advantage_alignment_shapes_a_naive_co_learner(tmp_path: Path) -> None:
     unshaped = train_tabular_pair(naive, naive, tmp_path / "naive")["play"]
     assert unshaped["cooperation_rate"] <= 0.1
     assert shaped["cooperation_rate"] >= 0.9
+
+
+def test_detente_train_with_a_learner_coplayer_trains_the_pair(tmp_path: Path) -> None:
+    """``coplayer: learner:CONFIG`` on a tabular config is train_tabular_pair with CONFIG as learner B."""
+    from detente.cli import main
+
+    out = tmp_path / "cli"
+    assert main(["train", "ipd_tabular_naive", "--set", "coplayer=learner:ipd_tabular_adalign",
+                 "--set", "train.iterations=20", "--set", "eval_games=2", "--out", str(out)]) == 0
+    naive = load_config(CONFIGS / "ipd_tabular_naive.yaml", ["train.iterations=20"])
+    adalign = load_config(CONFIGS / "ipd_tabular_adalign.yaml")
+    train_tabular_pair(naive, adalign, tmp_path / "api")
+    for name in (POLICY_FILE, COPLAYER_POLICY_FILE):
+        assert read_policy(out, name).logits == read_policy(tmp_path / "api", name).logits
+    assert [line.without_perf() for line in read_metrics(out)] == \
+        [line.without_perf() for line in read_metrics(tmp_path / "api")]
+    assert load_config(out / "coplayer_config.yaml") == adalign
+    assert load_config(out / "config.yaml").coplayer == f"learner:{out / 'coplayer_config.yaml'}"
+    assert read_run_info(out).producer == "tabular_pair"
+    assert f"run:{out}" in (out / "matrix.json").read_text()  # the cross-play plays the main learner

@@ -10,6 +10,8 @@
 ``human``                a person at the terminal
 ``self``                 (training co-player only) the learner itself: self-play
 ``base``                 (training co-player only, llm) the learner's untrained base model
+``learner:CONFIG``       (training co-player only) a second live learner trained in the same loop,
+                         its learner as config CONFIG (a preset name or a YAML file) says
 =======================  ================================================================
 
 :func:`parse_agent` turns a name into an :class:`AgentSpec` or raises
@@ -29,14 +31,15 @@ from typing import Literal, TypeAlias
 
 from detente.errors import ConfigError
 
-AgentKind: TypeAlias = Literal["scripted", "run", "model", "api", "human", "self", "base"]
+AgentKind: TypeAlias = Literal["scripted", "run", "model", "api", "human", "self", "base", "learner"]
 RUN_PREFIX = "run:"
+LEARNER_PREFIX = "learner:"
 MODEL_PREFIX = "model:"
 API_PREFIX = "api:"
 FORMS = ("a scripted strategy of the game (tft, alld, greedy, random:0.3, ...), run:DIR[@N], model:NAME, "
          "api:MODEL[@ENDPOINT], human")
 """The valid forms, for error messages."""
-COPLAYER_KINDS: tuple[AgentKind, ...] = ("self", "base", "scripted", "run", "model", "api")
+COPLAYER_KINDS: tuple[AgentKind, ...] = ("self", "base", "scripted", "run", "model", "api", "learner")
 OPPONENT_KINDS: tuple[AgentKind, ...] = ("scripted", "run", "model", "api")
 SEAT_KINDS: tuple[AgentKind, ...] = ("scripted", "run", "model", "api", "human")
 
@@ -49,7 +52,8 @@ class AgentSpec:
     text: str
     """The name as written (what tables and files show)."""
     value: str = ""
-    """scripted: the short name with its parameter (``random:0.3``); run: the folder; model: the name."""
+    """scripted: the short name with its parameter (``random:0.3``); run: the folder; model: the name;
+    learner: the config (a preset name or a YAML file)."""
     at: int | None = None
     """run: the checkpoint's iteration, None for the last one."""
     endpoint: str | None = None
@@ -76,6 +80,12 @@ def parse_agent(text: str) -> AgentSpec:
         if sep and not at.isdigit():
             raise ConfigError(f"{name!r}: the part after @ must be an iteration number, as in run:DIR@10")
         return AgentSpec("run", name, folder, int(at) if sep else None)
+    if name.startswith(LEARNER_PREFIX):
+        config = name.removeprefix(LEARNER_PREFIX)
+        if not config:
+            raise ConfigError(f"{name!r}: learner: needs a config, as in learner:cpu_ipd_adalign or "
+                              "learner:my_learner.yaml")
+        return AgentSpec("learner", name, config)
     if name.startswith(API_PREFIX):
         rest = name.removeprefix(API_PREFIX)
         model, sep, endpoint = rest.rpartition("@") if "@" in rest else (rest, "", "")
@@ -109,4 +119,5 @@ def kind_names(kinds: Iterable[AgentKind]) -> list[str]:
 _BARE: dict[str, AgentKind] = {"human": "human", "self": "self", "base": "base"}
 """The names that are a kind on their own."""
 _KIND_NAMES = {"self": "self", "base": "base", "human": "human", "scripted": "a scripted strategy",
-               "run": "run:DIR[@N]", "model": "model:NAME", "api": "api:MODEL[@ENDPOINT]"}
+               "run": "run:DIR[@N]", "model": "model:NAME", "api": "api:MODEL[@ENDPOINT]",
+               "learner": "learner:CONFIG"}

@@ -19,6 +19,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_valida
 
 from detente.agent_spec import (
     COPLAYER_KINDS,
+    LEARNER_PREFIX,
     OPPONENT_KINDS,
     AgentKind,
     AgentSpec,
@@ -244,8 +245,16 @@ class RunConfig(Strict):
     coplayer: str = Field("self", description="Who the learner plays: 'self' (self-play; both seats "
                           "share the same parameters), a scripted strategy of the game (e.g. alld), "
                           "'base' (llm: the untrained base model), model:NAME (llm: a language model as "
-                          "it is) or run:DIR[@N] (a frozen trained agent of the same kind). Everything "
-                          "but 'self' stays fixed.")
+                          "it is), run:DIR[@N] (a frozen trained agent of the same kind), or "
+                          "learner:CONFIG: a second live learner trained in the same loop with its own "
+                          "table or LoRA adapter (on the same base model), optimizer and credit rule. "
+                          "CONFIG is a preset name or a YAML file (relative to this file, as for "
+                          "extends); it must play the same game with the same agent.kind (and "
+                          "agent.model), and gives the second learner's agent, credit and train "
+                          "update settings (lr, entropy_coef, kl_coef, grad_clip, ...); iterations, "
+                          "games per iteration, seed and seating are this config's, and its buffer, "
+                          "coplayer and rollout sections are not used. No buffer, and rollout.backend "
+                          "local only. Everything but 'self' and learner:CONFIG stays fixed.")
     credit: CreditConfig = Field(default_factory=CreditConfig)
     train: TrainConfig = Field(default_factory=TrainConfig)
     buffer: BufferConfig = Field(default_factory=BufferConfig)
@@ -332,6 +341,10 @@ class RunConfig(Strict):
 
     def _rollout(self) -> None:
         rollout = self.rollout
+        if rollout.backend == "ray" and parse_agent(self.coplayer).kind == "learner":
+            raise ValueError(f"rollout.backend ray does not train a learner co-player (coplayer "
+                             f"{self.coplayer!r}): both adapters are trained and played in this process; "
+                             "use rollout.backend local")
         if rollout.backend == "local":
             placed = rollout.model_dump(exclude_defaults=True).keys() - {"backend"}
             if placed:
@@ -459,14 +472,108 @@ EXTENDS = "extends"
 
 
 def load_config(path: Path | None, overrides: Sequence[str] = ()) -> RunConfig:
-    """Read a YAML config (or the defaults when ``path`` is None) and apply ``key.sub=value`` overrides."""
+    """Read a YAML config (or the defaults when ``path`` is None) and apply ``key.sub=value`` overrides.
+
+    A ``coplayer: learner:CONFIG`` is located from ``path``'s folder (the working folder without
+    ``path``) and kept as a preset name or an absolute path; the second learner's config is loaded
+    and checked against this one (:func:`coplayer_learner`)."""
     data = _read(Path(path), seen=()) if path is not None else {}
     for override in overrides:
         _apply_override(data, override)
+    _locate_learner(data, Path(path) if path is not None else Path.cwd() / CONFIG_NAME)
     try:
-        return RunConfig.model_validate(data)
+        config = RunConfig.model_validate(data)
     except ValidationError as error:
         raise ConfigError(validation_message(error)) from None
+    coplayer_learner(config)
+    return config
+
+
+CONFIG_NAME = "config.yaml"
+"""A config file's name where none is given (``load_config(None)`` locates files from the working
+folder as if it held one)."""
+
+
+# ---------------------------------------------------------------- a learner co-player
+def _locate_learner(data: dict[str, Any], path: Path) -> None:
+    """Rewrite ``coplayer: learner:CONFIG`` so that it names the same config from any folder: a file
+    beside ``path`` (as ``extends`` finds one) as its absolute path, else a preset by its name."""
+    name = data.get("coplayer")
+    if not isinstance(name, str) or not name.startswith(LEARNER_PREFIX) or name == LEARNER_PREFIX:
+        return
+    target = name.removeprefix(LEARNER_PREFIX).strip()
+    beside = path.parent / f"{target.removesuffix('.yaml')}.yaml"
+    if beside.is_file() and beside.resolve().parent != _preset_folder():
+        data["coplayer"] = LEARNER_PREFIX + str(beside.resolve())
+        return
+    preset = _learner_file(Path(target).stem if beside.is_file() else target, f"coplayer {name!r}")
+    data["coplayer"] = LEARNER_PREFIX + preset.stem
+
+
+def _learner_file(target: str, where: str) -> Path:
+    """The file a located ``learner:`` target names: an absolute path, or a preset."""
+    if Path(target).is_absolute():
+        if not Path(target).is_file():
+            raise ConfigError(f"{where}: no config file {target}")
+        return Path(target)
+    try:
+        return preset_path(target)
+    except ConfigError as error:
+        raise ConfigError(f"{where}: {error}") from None
+
+
+def coplayer_learner(config: RunConfig) -> RunConfig | None:
+    """The config of the second live learner ``config.coplayer`` names (``learner:CONFIG``), checked
+    against ``config`` (:func:`pair_problem`); None for any other co-player."""
+    spec = parse_agent(config.coplayer)
+    if spec.kind != "learner":
+        return None
+    where = f"coplayer {config.coplayer!r}"
+    path = _learner_file(spec.value, where)
+    try:
+        learner = RunConfig.model_validate(_read(path, seen=()))
+    except ValidationError as error:
+        raise ConfigError(f"{where}: {validation_message(error)}") from None
+    problem = pair_problem(config, learner)
+    if problem is not None:
+        raise ConfigError(f"{where}: {problem}")
+    return learner
+
+
+def pair_problem(main: RunConfig, second: RunConfig) -> str | None:
+    """Why ``second`` cannot be trained beside ``main`` as its learner co-player (None if it can): both
+    play one game with one kind of agent (llm: adapters on one base model), and the second learner's
+    baseline groups fit the main learner's batch (:func:`baseline_problem`)."""
+    if parse_agent(second.coplayer).kind == "learner":
+        return (f"its own coplayer is {second.coplayer!r}; a learner co-player plays the main learner, so "
+                "it names no learner of its own")
+    if (second.game.name, second.game.params) != (main.game.name, main.game.params):
+        return (f"it plays {second.game.name} {second.game.params} and the main learner "
+                f"{main.game.name} {main.game.params}; both learners must play the same game")
+    if second.agent.kind != main.agent.kind:
+        return (f"its agent.kind is {second.agent.kind} and the main learner's {main.agent.kind}; both "
+                "learners must be of the same kind")
+    if main.agent.kind == "llm" and second.agent.model != main.agent.model:
+        return (f"its agent.model is {second.agent.model!r} and the main learner's {main.agent.model!r}; "
+                "both adapters sit on one base model")
+    return baseline_problem(main, second)
+
+
+def baseline_problem(main: RunConfig, second: RunConfig) -> str | None:
+    """Why the second learner's leave-one-out groups do not fit the main learner's batch (None if
+    they do): they divide its games, and where games differ by seed (random lengths, hands, values)
+    they are the main learner's seed groups."""
+    n, k = main.train.games_per_iteration, second.credit.baseline_group_size
+    if k is not None and n % k:
+        return (f"the second learner's credit.group_size ({k}) must divide the main learner's "
+                f"train.games_per_iteration ({n})")
+    game = make_game(main.game.name, **main.game.params)
+    fixed = isinstance(game, MatrixGame) and game.continuation_prob is None
+    if not fixed and k != main.credit.baseline_group_size:
+        return (f"the games' randomness is drawn per seed group of the main learner "
+                f"({main.credit.baseline_group_size or 'the whole batch'}); the second learner's "
+                f"baseline groups ({k or 'the whole batch'}) must be the same")
+    return None
 
 
 def validation_message(error: ValidationError) -> str:
@@ -503,6 +610,10 @@ def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
         else:
             merged[key] = value
     return merged
+
+
+def _preset_folder() -> Path:
+    return Path(str(resources.files("detente") / "configs")).resolve()
 
 
 def preset_path(name: str) -> Path:

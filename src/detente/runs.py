@@ -5,9 +5,12 @@ Everything that reads or writes a run folder goes through this module::
     runs/<name>/
       run.json                  RunInfo: detente's version, the game and its version
       config.yaml               the RunConfig (read_config / write_config)
+      coplayer_config.yaml      a learner co-player's RunConfig (write_configs), which config.yaml
+                                then names as coplayer: learner:coplayer_config.yaml
       metrics.jsonl             one MetricsLine per iteration, appended (append_metrics)
       checkpoints/latest.json   CheckpointPointer: the resume point (llm runs)
-      checkpoints/iter_N/       adapter/ (peft LoRA folder), state.pt, config.yaml
+      checkpoints/iter_N/       adapter/ (peft LoRA folder), state.pt, config.yaml; with a learner
+                                co-player also coplayer/ (its peft LoRA folder), coplayer_config.yaml
       checkpoints/buffer/past-N opponent-buffer snapshots (peft LoRA folders)
       policy.json               TabularPolicyFile (tabular runs; coplayer_policy.json for a pair's B)
       matrix.json               CrossPlayRecord: a cross-play tournament
@@ -40,6 +43,7 @@ import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from detente import __version__
+from detente.agent_spec import LEARNER_PREFIX
 from detente.atomic import append_line, read_lines, write_atomic
 from detente.config import CONTRAST_RESULT_KEYS, RunConfig, dump_config, load_config
 from detente.errors import UserError
@@ -53,6 +57,8 @@ CHECKPOINTS = "checkpoints"
 LATEST = "latest.json"
 """``checkpoints/latest.json``: which checkpoint folder holds the resume state of an llm run."""
 ADAPTER_DIR = "adapter"
+COPLAYER_ADAPTER_DIR = "coplayer"
+"""A checkpoint's folder of a learner co-player's adapter (beside the learner's ``adapter/``)."""
 """An llm checkpoint's LoRA adapter folder: ``checkpoints/iter_N/adapter``."""
 STATE_FILE = "state.pt"
 """An llm checkpoint's optimizer, RNG and buffer state: ``checkpoints/iter_N/state.pt``."""
@@ -134,6 +140,23 @@ def write_config(folder: Path, config: BaseModel, name: str = CONFIG) -> None:
     write_atomic(Path(folder) / name, dump_config(config))
 
 
+def write_configs(folder: Path, config: RunConfig, coplayer: RunConfig | None = None) -> None:
+    """``config.yaml`` and, given a second learner's ``coplayer`` config, ``coplayer_config.yaml``; a
+    ``learner:`` co-player is then stored as that file (:func:`stored_config`), so that the folder reads
+    without the files its run was started from."""
+    if coplayer is not None:
+        write_config(folder, coplayer, COPLAYER_CONFIG)
+    write_config(folder, stored_config(config) if coplayer is not None else config)
+
+
+def stored_config(config: RunConfig) -> RunConfig:
+    """``config`` as a run folder stores it: ``coplayer: learner:CONFIG`` names the copy of CONFIG beside
+    it, ``learner:coplayer_config.yaml``."""
+    if not config.coplayer.startswith(LEARNER_PREFIX):
+        return config
+    return config.model_copy(update={"coplayer": LEARNER_PREFIX + COPLAYER_CONFIG})
+
+
 def read_config(folder: Path, name: str = CONFIG) -> RunConfig:
     """The run config in ``folder`` (a ConfigError, one line, if it is missing or wrong)."""
     from detente.errors import ConfigError
@@ -175,8 +198,18 @@ NAMESPACES = ("reward/", "behaviour/", "loss/", "data/", "policy/", "perf/", "co
 * ``policy/*``: a tabular policy's probabilities;
 * ``perf/*``: timings and run-shape facts (seconds, workers): they may differ between two runs
   that are otherwise identical;
-* ``coplayer/<namespace>/*``: the same figures of a second learner trained alongside.
+* ``coplayer/<namespace>/*``: the same figures of a second learner trained alongside
+  (:data:`COPLAYER_PREFIX`; its reward is ``reward/coplayer``).
 """
+COPLAYER_PREFIX = "coplayer/"
+"""Prefix of a second learner's figures in ``metrics.jsonl``; the main learner's have none."""
+
+
+def coplayer_figures(values: dict[str, Any]) -> dict[str, Any]:
+    """A second learner's own figures as its metrics name them: under :data:`COPLAYER_PREFIX`, its
+    ``reward/*`` left out (from its side they are the main learner's ``reward/coplayer`` and
+    ``reward/learner``)."""
+    return {COPLAYER_PREFIX + key: value for key, value in values.items() if not key.startswith("reward/")}
 
 
 class MetricsLine(Record):

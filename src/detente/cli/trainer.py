@@ -7,7 +7,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 
 from detente.cli.common import UsageError, console, progress
-from detente.config import RunConfig
+from detente.config import RunConfig, coplayer_learner
 from detente.progress import OnProgress
 from detente.runs import MetricsLine
 
@@ -36,11 +36,17 @@ def train_with_progress(config: RunConfig, out: Path, description: str, *, resum
 
 def train(config: RunConfig, out: Path, on_iteration: Callable[[MetricsLine], None], on_chunk: OnProgress,
           resume: bool, force: bool) -> None:
-    """Run the trainer of the config's agent kind (``on_chunk`` follows a rollout on Ray workers)."""
+    """Run the trainer of the config's agent kind (``on_chunk`` follows a rollout on Ray workers); a
+    tabular learner with a learner co-player trains as a pair (:func:`train_tabular_pair`)."""
     if config.agent.kind == "tabular":
         from detente.train.tabular import train_tabular
+        from detente.train.tabular_pair import train_tabular_pair
 
-        train_tabular(config, out, on_iteration)
+        second = coplayer_learner(config)
+        if second is not None:
+            train_tabular_pair(config, second, out, on_iteration)
+        else:
+            train_tabular(config, out, on_iteration)
         return
     from detente.train.llm import train_llm
 

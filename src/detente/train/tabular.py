@@ -39,6 +39,7 @@ from detente.behaviour import Figures
 from detente.behaviour.matrix import matrix_figures, play_tables
 from detente.config import CreditConfig, GameConfig, RunConfig
 from detente.credit import pair_credit
+from detente.errors import ConfigError
 from detente.games import make_game
 from detente.games.ipd import COOPERATE, MatrixGame, PayoffTable
 from detente.policies.tabular import FIRST, STATES, joint_state, scripted_table
@@ -168,6 +169,9 @@ def coplayer_table(spec: str) -> tuple[float, ...]:
     ``run:DIR`` is the final table of the tabular run in ``DIR`` (its ``policy.json``).
     """
     agent = parse_agent(spec)
+    if agent.kind == "learner":
+        raise ConfigError(f"coplayer {spec!r} is a second live learner, not a fixed table: "
+                          "train_tabular_pair trains both (detente train does)")
     if agent.kind == "run":
         return tuple(read_policy(agent.run_dir).cooperate_prob)
     return scripted_table(agent.value)

@@ -30,16 +30,16 @@ from typing import Any
 import torch
 
 from detente.behaviour.matrix import play_tables
-from detente.config import RunConfig
+from detente.config import RunConfig, baseline_problem
 from detente.games.ipd import MatrixGame
 from detente.policies.tabular import STATES, scripted_table
 from detente.runs import (
-    COPLAYER_CONFIG,
     COPLAYER_POLICY_FILE,
     POLICY_FILE,
     MetricsLine,
     TabularPolicyFile,
-    write_config,
+    coplayer_figures,
+    write_configs,
     write_metrics,
     write_policy,
     write_run_info,
@@ -56,9 +56,6 @@ from detente.train.tabular import (
     table_figures,
     update,
 )
-
-COPLAYER = "coplayer/"
-"""Prefix of learner B's figures in ``metrics.jsonl``; A's figures have none."""
 
 
 def train_tabular_pair(
@@ -101,8 +98,7 @@ def _train_pair(
     learners = [new_table(config) for config in configs]  # (logits (5,), optimizer) per seat
 
     write_run_info(out_dir, "tabular_pair", game)
-    write_config(out_dir, config_a)
-    write_config(out_dir, config_b, COPLAYER_CONFIG)
+    write_configs(out_dir, config_a, config_b)
     write_metrics(out_dir, [])
     log = MetricsLog(out_dir, config_a.train.tensorboard)
     began = time.perf_counter()
@@ -119,7 +115,7 @@ def _train_pair(
                    for seat in (0, 1)]
         line = MetricsLine(iteration=iteration, values={
             **figures[0],
-            **{COPLAYER + key: value for key, value in figures[1].items() if not key.startswith("reward/")},
+            **coplayer_figures(figures[1]),
             "perf/seconds": time.perf_counter() - start,
         })
         log.write(line)
@@ -168,13 +164,8 @@ def pair_summary(
 
 
 def _check_pair(config_a: RunConfig, config_b: RunConfig) -> None:
-    """B's baseline must fit A's batch: its seed groups divide A's games, and share A's game lengths."""
-    n, k = config_a.train.games_per_iteration, config_b.credit.baseline_group_size
-    if k is not None and n % k:
-        raise ValueError(f"learner B's credit.group_size ({k}) must divide learner A's "
-                         f"train.games_per_iteration ({n})")
-    random_length = matrix_game(config_a.game).continuation_prob is not None
-    if random_length and k != config_a.credit.baseline_group_size:
-        raise ValueError(f"random-length games are drawn per seed group of learner A "
-                         f"({config_a.credit.baseline_group_size}); learner B's baseline groups ({k}) must "
-                         "be the same")
+    """B's baseline must fit A's batch (A is the main learner, B the second): its seed groups divide A's
+    games, and share A's game lengths."""
+    problem = baseline_problem(config_a, config_b)
+    if problem is not None:
+        raise ValueError(problem)
