@@ -134,3 +134,22 @@ def test_tensorboard_writes_every_metric_as_a_scalar_beside_metrics_jsonl(tmp_pa
     learner = events.Scalars("reward/learner")
     assert [e.step for e in learner] == [0, 1, 2, 3]
     assert [e.value for e in learner] == pytest.approx([line.values["reward/learner"] for line in lines])
+
+
+def test_a_learner_coplayer_trains_beside_the_learner_and_the_run_resumes(tmp_path, tiny_model_dir, capsys):
+    """``coplayer: learner:CONFIG`` from the command line: both adapters are checkpointed, the
+    cross-play plays the main learner, and --resume continues both."""
+    (tmp_path / "second.yaml").write_text(
+        f"agent: {{kind: llm, model: {tiny_model_dir}, lora_r: 4, lora_alpha: 8}}\n"
+        "game: {params: {n_rounds: 2}}\ncredit: {algorithm: adalign, group_baseline: false}\n")
+    (tmp_path / "main.yaml").write_text("extends: cpu_ipd_naive\ncoplayer: learner:second\n")
+    out = tmp_path / "run"
+    args = ["train", str(tmp_path / "main.yaml"), *llm(tiny_model_dir, "train.iterations=1"), "--out", str(out)]
+    assert main(args) == 0
+    assert (out / "checkpoints" / "iter_1" / "coplayer" / "adapter_config.json").is_file()
+    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace("iterations: 1", "iterations: 2"))
+    assert main(["train", "--resume", str(out), "--force"]) == 0
+    metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
+    assert [m["iteration"] for m in metrics] == [0, 1]
+    assert metrics[1]["coplayer/loss/grad_norm"] > 0 and "coplayer/behaviour/cooperation_rate" in metrics[1]
+    assert f"run:{out}" in (out / "matrix.json").read_text()

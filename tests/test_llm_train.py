@@ -156,7 +156,7 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(t
         mlp = trainer.lm.base.model.layers[0].mlp
         # a pre-hook: torch's recomputation stops as soon as it has what the backward needs
         hook = mlp.register_forward_pre_hook(lambda *_, calls=mlp_calls: calls.update(["mlp"]))
-        trainer._micro_batch_loss(batch, batch.n_terms)["loss"].backward()
+        trainer.main.micro_batch_loss(batch, batch.n_terms)["loss"].backward()
         hook.remove()
         grads = {n: p.grad.clone() for n, p in trainer.lm.model.named_parameters() if p.grad is not None}
         results[on] = (mlp_calls["mlp"], grads)
@@ -206,13 +206,13 @@ def test_one_update_ascends_the_credit_weighted_log_likelihood(tmp_path, algorit
         trainer, batch = first_batch(cfg, tmp_path / str(sign))
         assert float(batch.credit.abs().sum()) > 0
         batch.credit = batch.credit * sign
-        trainer._update([batch])
+        trainer.main.update([batch])
         with torch.no_grad(), trainer.lm.active(LEARNER) as model:
             logp, _ = term_logprobs(model, batch, len(trainer.lm.tokenizer), 1.0)
         moved[sign] = float((batch.credit * (logp - batch.logp_old)).sum())
     assert moved[1] > 0 and moved[-1] > 0  # each ascends its own credit ...
     trainer_pos, batch_pos = first_batch(cfg, tmp_path / "check")
-    trainer_pos._update([batch_pos])
+    trainer_pos.main.update([batch_pos])
     with torch.no_grad(), trainer_pos.lm.active(LEARNER) as model:
         logp, _ = term_logprobs(model, batch_pos, len(trainer_pos.lm.tokenizer), 1.0)
     assert float((-batch_pos.credit * (logp - batch_pos.logp_old)).sum()) < 0  # ... and descends the other
@@ -316,7 +316,7 @@ def test_a_nan_weight_stops_sampling_with_an_error_naming_the_policy(tmp_path):
 
 
 def test_nonfinite_updates_are_skipped_counted_and_stop_the_run_after_max_nonfinite(tmp_path, monkeypatch):
-    import detente.train.llm as trainer_module
+    import detente.train.adapter as trainer_module
     from detente.errors import TrainingStopped
 
     real = trainer_module.term_logprobs
@@ -346,8 +346,8 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run_after_max_nonfin
     assert all(bool(torch.isfinite(v).all()) for v in last.values())
     trainer = LLMTrainer(cfg, tmp_path, lm=tiny_lm())
     trainer.resume()
-    assert trainer.iteration == 4 and trainer.nonfinite_in_a_row == 2
-    steps = [int(state["step"]) for state in trainer.optimizer.state.values()]
+    assert trainer.iteration == 4 and trainer.main.nonfinite_in_a_row == 2
+    steps = [int(state["step"]) for state in trainer.main.optimizer.state.values()]
     assert steps and set(steps) == {2}  # Adam took the two finite updates only
 
 
@@ -376,7 +376,7 @@ def test_truncated_and_wrapped_messages_are_logged(tmp_path):
 
 
 def test_micro_batches_fill_a_token_budget_counting_a_shared_prefix_once():
-    from detente.train.llm import micro_batches
+    from detente.train.adapter import micro_batches
 
     rules = list(range(100))
     chats = [rules + [200 + i] * 20 for i in range(5)] + [[7] * 150]

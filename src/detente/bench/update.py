@@ -1,4 +1,4 @@
-"""The update figures: the trainer's ``_update`` on a real first iteration, with and without the shared
+"""The update figures: ``TrainedAdapter.update`` on a real first iteration, with and without the shared
 prefix, beside a bare peft forward and backward of the same tokens.
 
 The batch is the first iteration of the :data:`PRESET` config (IPD of 6 rounds, 4 games, Advantage
@@ -32,7 +32,7 @@ PRESET = "cpu_ipd_adalign"
 @dataclass(frozen=True)
 class UpdateRecord:
     tokens_per_s: float
-    """Trained tokens / wall seconds of ``LLMTrainer._update`` (the shared prefix forwarded once, the
+    """Trained tokens / wall seconds of ``TrainedAdapter.update`` (the shared prefix forwarded once, the
     trainer's default), counting every chat's tokens as the unshared computation would
     (``TermBatch.row_tokens``: chat and branch tokens of every row, no padding)."""
     unshared_tokens_per_s: float
@@ -122,12 +122,12 @@ def measure_update(lm: LoRAModel, model: str, repeats: int,
         unshared = LLMTrainer(config(model, share_prefix=False), Path(out), lm)
         chats, C = first_iteration(trainer)
         on_step("update: first iteration played")
-        batches, plain = trainer._term_batches(chats, C), unshared._term_batches(chats, C)
+        batches, plain = trainer.main.term_batches(chats, C), unshared.main.term_batches(chats, C)
         pad = lm.tokenizer.pad_token_id or 0
         bare_step(lm, [batches[0]], pad)  # warm-up: the first backward allocates its buffers
-        seconds, peak = timed(lambda: trainer._update(batches), lm.device, repeats)
+        seconds, peak = timed(lambda: trainer.main.update(batches), lm.device, repeats)
         on_step("update: shared prefix")
-        unshared_seconds, _ = timed(lambda: unshared._update(plain), lm.device, repeats)
+        unshared_seconds, _ = timed(lambda: unshared.main.update(plain), lm.device, repeats)
         on_step("update: unshared")
         bare_seconds, _ = timed(lambda: bare_step(lm, batches, pad), lm.device, repeats)
         on_step("update: bare peft")

@@ -5,7 +5,7 @@ Each iteration:
 1. **Rollout** — ``B`` games in seed groups of ``K`` (the games of a group
    share their seed, so the same hands / values / first speaker); who sits
    where and which seats train follows :func:`~detente.train.seating.plan`
-   (co-player, opponent buffer).
+   (co-player, opponent buffer, a learner co-player).
 2. **Credit** — rewards divided by the game's constant c, returns and the
    leave-one-out baseline within each block of K rows that share seed *and*
    seat, then naive / sum-of-rewards / Advantage Alignment credit
@@ -18,9 +18,23 @@ Each iteration:
 4. **Step** — Adam on the learner's LoRA parameters, gradient-norm clip. An
    update whose loss or gradient is not finite is skipped and counted
    (``nonfinite_steps``); ``train.max_nonfinite`` in a row stop the run.
+   Steps 2-4 are :class:`~detente.train.adapter.TrainedAdapter`'s.
 5. **Bookkeeping** — ``metrics.jsonl``, ``transcripts/iter_N.jsonl``, the
    resume state after every iteration, ``checkpoints/iter_N`` every
    ``train.checkpoint_every`` iterations, buffer snapshots.
+
+**Two learners** (``coplayer: learner:CONFIG``, :func:`~detente.config.coplayer_learner`):
+a second adapter, ``coplayer``, on the same base model, with CONFIG's LoRA
+shape, sampling settings, credit rule and update settings and its own Adam.
+Every game seats one learner in each seat (alternating between seed groups,
+as for any fixed co-player) and both seats train; each adapter runs steps 2-4
+on its own seats, agent 1 itself and agent 2 the other learner::
+
+    C^learner  = credit(algorithm_learner,  A^learner,  A^coplayer)
+    C^coplayer = credit(algorithm_coplayer, A^coplayer, A^learner)
+
+Its figures are logged under ``coplayer/`` (its reward is ``reward/coplayer``);
+checkpoints hold its adapter in ``coplayer/`` and its optimizer in ``state.pt``.
 
 All randomness of an iteration derives from ``(config.seed, iteration)``, so a
 run resumed from its last state repeats exactly what an uninterrupted run does.
@@ -29,9 +43,9 @@ run resumed from its last state repeats exactly what an uninterrupted run does.
 from __future__ import annotations
 
 import io
-import math
 import shutil
 import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -42,12 +56,12 @@ from torch import Tensor
 from detente.agents import preflight
 from detente.atomic import fresh_dir, sweep_temp
 from detente.behaviour import behaviour
-from detente.config import RESUMABLE, RunConfig
+from detente.config import RESUMABLE, RunConfig, coplayer_learner
 from detente.credit import pair_credit
 from detente.errors import ConfigError, TrainingStopped
 from detente.games import make_game
 from detente.games.base import Game, Seat, other
-from detente.policies.llm import Chat, LLMPolicy
+from detente.policies.llm import LLMPolicy
 from detente.policies.llm_backend import LoRAModel
 from detente.progress import OnProgress, silent
 from detente.rollout.play import Episode
@@ -56,27 +70,31 @@ from detente.runs import (
     BUFFER_DIR,
     CHECKPOINTS,
     CONFIG,
+    COPLAYER_ADAPTER_DIR,
+    COPLAYER_CONFIG,
     LATEST,
     MetricsLine,
     checkpoint_dir,
+    coplayer_figures,
     read_config_data,
     read_latest,
     read_metrics,
     state_path,
+    stored_config,
     transcript_path,
-    write_config,
+    write_configs,
     write_latest,
     write_metrics,
     write_run_info,
     write_state,
     write_transcripts,
 )
+from detente.train.adapter import TrainedAdapter
 from detente.train.buffer import OpponentBuffer
-from detente.train.loss import clipped_policy_loss, k3, policy_loss
 from detente.train.metrics import MetricsLog
-from detente.train.rollout import LocalRollout, RolloutBackend
+from detente.train.rollout import LocalRollout, RolloutBackend, RolloutResult
 from detente.train.seating import LEARNER, Seating, coplayer_policy, plan, training_rows
-from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
+from detente.train.terms import TermBatch
 
 MAX_LOST = 0.05
 """Largest share of a batch's action steps that may be unplaceable before training stops."""
@@ -115,8 +133,13 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
 # --------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------
+COPLAYER_ADAPTER = "coplayer"
+"""Adapter (and policy) name of a learner co-player (``coplayer: learner:CONFIG``)."""
+
+
 class LLMTrainer:
-    """Trains the ``learner`` adapter of a shared :class:`LoRAModel` as ``config`` says."""
+    """Trains the ``learner`` adapter of a shared :class:`LoRAModel` as ``config`` says; with a learner
+    co-player (``coplayer: learner:CONFIG``) also a second adapter, ``coplayer``, as CONFIG says."""
 
     def __init__(self, config: RunConfig, out_dir: Path, lm: LoRAModel | None = None,
                  on_progress: OnProgress = silent) -> None:
@@ -126,24 +149,27 @@ class LLMTrainer:
         self.out = Path(out_dir)
         self.game_factory = lambda: make_game(config.game.name, **config.game.params)
         probe = self.game_factory()
+        self.game_scale = probe.reward_scale
         self.reward_scale = config.credit.reward_scale or probe.reward_scale
         agent = config.agent
         self.lm = lm or LoRAModel.load(agent.model, lora_r=agent.lora_r, lora_alpha=agent.lora_alpha)
         if LEARNER not in self.lm.adapters:
             self.lm.add_adapter(LEARNER)
-        self.params = self.lm.trainable_parameters(LEARNER)
-        if config.train.gradient_checkpointing:
+        self.coplayer_config = coplayer_learner(config)
+        """The second learner's config (``coplayer: learner:CONFIG``), None for any other co-player."""
+        second = self.coplayer_config
+        if second is not None and COPLAYER_ADAPTER not in self.lm.adapters:
+            self.lm.add_adapter(COPLAYER_ADAPTER, r=second.agent.lora_r, alpha=second.agent.lora_alpha)
+        if any(c.train.gradient_checkpointing for c in (config, second) if c is not None):
             self.lm.enable_checkpointing()
-        self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
-        self.learner = self._policy(LEARNER, LEARNER)
-        self.fixed = coplayer_policy(config, probe, self.lm)
+        self.main = TrainedAdapter(self.lm, LEARNER, config)
+        self.second = None if second is None else TrainedAdapter(self.lm, COPLAYER_ADAPTER, second)
+        self.learner = self.main.policy
+        self.fixed = coplayer_policy(config, probe, self.lm) if self.second is None else self.second.policy
         self.buffer = OpponentBuffer(self.lm, LEARNER, self.out / CHECKPOINTS / BUFFER_DIR,
                                      config.buffer.max_size, lambda name: self._policy(name, name))
         self.rollout = self._rollout_backend(on_progress)
         self.iteration = 0
-        self.nonfinite_steps = 0
-        """Updates skipped so far because their loss or gradient was not finite."""
-        self.nonfinite_in_a_row = 0
 
     def _policy(self, adapter: str | None, name: str) -> LLMPolicy:
         return LLMPolicy(self.lm, adapter, name=name, **self.config.agent.policy_options())
@@ -152,7 +178,7 @@ class LLMTrainer:
         """Where the iterations' games are played (``rollout.backend``); a backend that plays in parts
         (chunks on Ray workers) tells ``on_progress`` after each."""
         if self.config.rollout.backend == "local":
-            return LocalRollout(self.learner)
+            return LocalRollout(self.learner, None if self.second is None else self.second.policy)
         from detente.train.ray_rollout import RayRollout
 
         return RayRollout(self.config, self.lm, self.learner, self.fixed, self.buffer, on_progress)
@@ -175,39 +201,22 @@ class LLMTrainer:
         return line
 
     def step(self) -> MetricsLine:
-        """One iteration: rollout, credit, loss, optimizer step; returns its metrics."""
+        """One iteration: rollout, then credit, loss and optimizer step of each trained adapter; returns
+        its metrics (a learner co-player's under ``coplayer/``)."""
         began = time.perf_counter()
         cfg = self.config
         seatings = plan(cfg, self.iteration, self.learner, self.fixed, self.buffer.policies)
         streams = [f"{cfg.seed}:{self.iteration}:{slot}" for slot in range(len(seatings))]
         rollout = self.rollout.run(seatings, streams, self.game_factory, cfg.train.transcripts,
                                    self.iteration)
-        episodes = rollout.episodes
         rollout_seconds = time.perf_counter() - began
-
-        # ---- ALGORITHM: credit per trained seat and round (the only algorithm-specific step)
         rows = training_rows(seatings)
-        C, _ = round_credit(cfg, [e.game for e in episodes], rows, self.reward_scale)
-        # ---- the SPEC 3 loss on the learner's steps
-        chats = [rollout.learner_chats[row] for row in rows]
-        batches = self._term_batches(chats, C)
-        data = {key: rollout.stats[key] for key in DATA_STATS}
-        data["lost_terms"] = sum(b.lost for b in batches)
-        self._check_placed(batches, data)
-        losses = self._update(batches)
-
-        figures = behaviour([(episodes[slot].game, seat) for slot, seat in rows])
+        values = self._train_on(self.main, rows, seatings, rollout, rollout.stats)
+        if self.second is not None:
+            values |= coplayer_figures(self._train_on(self.second, rows, seatings, rollout,
+                                                      rollout.coplayer_stats))
         line = MetricsLine(iteration=self.iteration, values={
-            **self._rewards(episodes, rows),
-            **{f"behaviour/{name}": value for name, value in figures.items()},
-            **losses,
-            "loss/nonfinite_steps": self.nonfinite_steps,
-            "data/invalid_rate": self._invalid_rate(episodes, seatings),
-            "data/terms": sum(b.n_terms for b in batches),
-            "data/update_tokens": sum(b.unique_tokens for b in batches),
-            "data/update_tokens_unshared": sum(b.row_tokens for b in batches),
-            "data/tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
-            **{f"data/{key}": value for key, value in data.items()},
+            **values,
             "perf/seconds": time.perf_counter() - began,
             "perf/rollout_seconds": rollout_seconds,
             **rollout.perf,
@@ -219,14 +228,37 @@ class LLMTrainer:
             self.buffer.add(self.iteration)
         return line
 
-    def _term_batches(self, chats: Sequence[Chat], C: Tensor) -> list[TermBatch]:
-        """The loss terms of ``chats`` in micro-batches of about ``train.micro_batch_tokens`` tokens each
-        (:func:`micro_batches`), a shared prefix counted once."""
-        cfg = self.config.train
-        pad = self.lm.tokenizer.pad_token_id or 0
-        return [term_batch([chats[i] for i in group], C[group], pad, share_prefix=cfg.share_prefix)
-                for group in micro_batches([chat.token_ids for chat in chats], cfg.micro_batch_tokens,
-                                           cfg.share_prefix)]
+    def _train_on(self, trained: TrainedAdapter, rows: Sequence[tuple[int, Seat]],
+                  seatings: Sequence[Seating], rollout: RolloutResult, stats: Counter[str]) -> dict[str, Any]:
+        """Credit, loss and step of ``trained`` on the rows where it sat; its figures (``stats``: the
+        counters of its policy over the rollout)."""
+        episodes = rollout.episodes
+        mine = [(slot, seat) for slot, seat in rows if seatings[slot].players[seat] is trained.policy]
+        # ---- ALGORITHM: credit per trained seat and round (the only algorithm-specific step),
+        # with this adapter's own credit rule; agent 2 is whoever sat in the other seat
+        scale = trained.config.credit.reward_scale or self.game_scale
+        C, _ = round_credit(trained.config, [e.game for e in episodes], mine, scale)
+        # ---- the SPEC 3 loss on this adapter's steps
+        chats = [rollout.learner_chats[row] for row in mine]
+        batches = trained.term_batches(chats, C)
+        data = {key: stats[key] for key in DATA_STATS}
+        data["lost_terms"] = sum(b.lost for b in batches)
+        self._check_placed(batches, data)
+        losses = trained.update(batches)
+        self._check_finite(trained)
+
+        figures = behaviour([(episodes[slot].game, seat) for slot, seat in mine])
+        return {
+            **self._rewards(episodes, mine),
+            **{f"behaviour/{name}": value for name, value in figures.items()},
+            **losses,
+            "data/invalid_rate": self._invalid_rate(episodes, seatings, trained.policy),
+            "data/terms": sum(b.n_terms for b in batches),
+            "data/update_tokens": sum(b.unique_tokens for b in batches),
+            "data/update_tokens_unshared": sum(b.row_tokens for b in batches),
+            "data/tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
+            **{f"data/{key}": value for key, value in data.items()},
+        }
 
     def _check_placed(self, batches: Sequence[TermBatch], data: dict[str, int]) -> None:
         """Stop when more than :data:`MAX_LOST` of the batch's steps lost their place in their chat."""
@@ -239,107 +271,29 @@ class LLMTrainer:
                 f"earlier turns differently as the chat grows ({data['template_resets']} re-tokenised "
                 "chats); detente needs a chat template whose rendering of past turns never changes")
 
-    def _update(self, batches: Sequence[TermBatch]) -> dict[str, Any]:
-        """Epochs over the batch in micro-batches; one optimizer step per epoch, skipped when the loss
-        or the gradient is not finite."""
-        cfg = self.config.train
-        N = max(sum(b.n_terms for b in batches), 1)  # terms in the whole batch
-        sums = dict.fromkeys(("loss", "entropy", "kl", "clipped", "rho"), 0.0)
-        rho_max = 0.0
-        grad_norm, finite = 0.0, True
-        for _epoch in range(cfg.epochs):
-            self.optimizer.zero_grad(set_to_none=True)
-            for batch in batches:
-                if not batch.n_terms:
-                    continue
-                parts = self._micro_batch_loss(batch, N)
-                finite = finite and bool(torch.isfinite(parts["loss"]))
-                if not finite:
-                    break
-                parts["loss"].backward()
-                for key in sums:
-                    sums[key] += float(parts[key].detach())
-                rho_max = max(rho_max, float(parts["rho_max"]))
-            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
-            finite = finite and math.isfinite(grad_norm)
-            if not finite:
-                self.optimizer.zero_grad(set_to_none=True)
-                break
-            self.optimizer.step()
-            self.lm.touch(LEARNER)
-        self._count_nonfinite(finite)
-        epochs = cfg.epochs
-        return {
-            "loss/policy": sums["loss"] / epochs if finite else None,
-            "loss/entropy": sums["entropy"] / epochs if finite else None,
-            "loss/kl": sums["kl"] / epochs if finite and cfg.kl_coef > 0 else None,
-            "loss/clip_frac": sums["clipped"] / epochs if finite else None,
-            "loss/rho_mean": sums["rho"] / epochs if finite else None,
-            "loss/rho_max": rho_max if finite else None,
-            "loss/grad_norm": grad_norm,
-        }
-
-    def _count_nonfinite(self, finite: bool) -> None:
-        if finite:
-            self.nonfinite_in_a_row = 0
+    def _check_finite(self, trained: TrainedAdapter) -> None:
+        """Stop after ``train.max_nonfinite`` updates of ``trained`` in a row were skipped as not finite."""
+        limit = trained.config.train.max_nonfinite
+        if trained.nonfinite_in_a_row < limit:
             return
-        self.nonfinite_steps += 1
-        self.nonfinite_in_a_row += 1
-        limit = self.config.train.max_nonfinite
-        if self.nonfinite_in_a_row >= limit:
-            last = read_latest(self.out)
-            resume = f"the resume point is {last.name}" if last is not None else "no checkpoint was saved"
-            raise TrainingStopped(
-                f"iteration {self.iteration}: the loss or gradient was NaN or infinite in {limit} updates "
-                f"in a row (train.max_nonfinite = {limit}); stopped, {resume}")
-
-    def _micro_batch_loss(self, batch: TermBatch, N: int) -> dict[str, Tensor]:
-        """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics.
-
-        ``clipped`` counts the terms whose weight was clipped: ``rho > rho_max`` for the single
-        update, ``|ratio - 1| > clip_eps`` for the PPO variant (``epochs > 1``); ``rho`` sums and
-        ``rho_max`` is the largest ``exp(log pi_train - log pi_sampler)`` (1 when the sampler is the
-        trained model itself; a separate generation engine makes it differ).
-        """
-        cfg = self.config.train
-        vocab, T = len(self.lm.tokenizer), self.config.agent.temperature
-        C, logp_old = batch.credit, batch.logp_old  # (n,) each
-        logp_ref = None
-        if cfg.kl_coef > 0:
-            with torch.no_grad(), self.lm.active(None) as reference:
-                logp_ref, _ = term_logprobs(reference, batch, vocab, T)
-        with self.lm.active(LEARNER) as model:
-            model.train(cfg.gradient_checkpointing)  # transformers checkpoints only in train mode
-            logp, H = term_logprobs(model, batch, vocab, T)
-        if cfg.epochs > 1:
-            loss = clipped_policy_loss(logp, logp_old, C, H, eps=cfg.clip_eps, eta=cfg.entropy_coef,
-                                       logp_ref=logp_ref, kappa=cfg.kl_coef)
-        else:
-            loss = policy_loss(logp, C, H, eta=cfg.entropy_coef, logp_sampler=logp_old,
-                               rho_max=cfg.rho_max, logp_ref=logp_ref, kappa=cfg.kl_coef)
-        with torch.no_grad():
-            ratio = torch.exp(logp - logp_old)
-            clipped = (ratio - 1).abs() > cfg.clip_eps if cfg.epochs > 1 else ratio > cfg.rho_max
-            kl = k3(logp, logp_ref) if logp_ref is not None else torch.zeros_like(logp)
-        return {
-            "loss": loss * (logp.numel() / N),
-            "entropy": H.sum() / N,
-            "kl": kl.sum() / N,
-            "clipped": clipped.float().sum() / N,
-            "rho": ratio.sum() / N,
-            "rho_max": ratio.max(),
-        }
+        last = read_latest(self.out)
+        resume = f"the resume point is {last.name}" if last is not None else "no checkpoint was saved"
+        whose = "" if trained is self.main else " of the learner co-player"
+        raise TrainingStopped(
+            f"iteration {self.iteration}: the loss or gradient{whose} was NaN or infinite in {limit} updates "
+            f"in a row (train.max_nonfinite = {limit}); stopped, {resume}")
 
     # -- metrics ---------------------------------------------------------------
     def _rewards(self, episodes: Sequence[Episode], rows: Sequence[tuple[int, Seat]]) -> dict[str, float]:
-        """Mean unscaled reward per round of the learner's seats and of their co-players."""
+        """Mean unscaled reward per round of the trained seats ``rows`` and of their co-players."""
         own = [episodes[s].game.returns()[seat] / episodes[s].game.n_rounds for s, seat in rows]
         theirs = [episodes[s].game.returns()[other(seat)] / episodes[s].game.n_rounds for s, seat in rows]
         return {"reward/learner": sum(own) / len(own), "reward/coplayer": sum(theirs) / len(theirs)}
 
-    def _invalid_rate(self, episodes: Sequence[Episode], seatings: Sequence[Seating]) -> float:
+    def _invalid_rate(self, episodes: Sequence[Episode], seatings: Sequence[Seating],
+                      policy: LLMPolicy) -> float:
         decisions = [d for e, s in zip(episodes, seatings, strict=True) for d in e.decisions
-                     if s.players[d.seat] is self.learner]
+                     if s.players[d.seat] is policy]
         return sum(not d.valid for d in decisions) / max(len(decisions), 1)
 
     # -- checkpoints -------------------------------------------------------------
@@ -347,13 +301,15 @@ class LLMTrainer:
         """Write the resume state of the iterations done so far; keep every checkpoint_every-th."""
         folder = checkpoint_dir(self.out, self.iteration)
         self.lm.save_adapter(LEARNER, folder / ADAPTER_DIR)
-        state = {"iteration": self.iteration, "optimizer": self.optimizer.state_dict(),
-                 "torch_rng": torch.get_rng_state(), "buffer": self.buffer.names,
-                 "nonfinite": (self.nonfinite_steps, self.nonfinite_in_a_row)}
+        state = {"iteration": self.iteration, **self.main.state(), "torch_rng": torch.get_rng_state(),
+                 "buffer": self.buffer.names}
+        if self.second is not None:
+            self.lm.save_adapter(COPLAYER_ADAPTER, folder / COPLAYER_ADAPTER_DIR)
+            state[COPLAYER_ADAPTER] = self.second.state()
         data = io.BytesIO()
         torch.save(state, data)
         write_state(folder, data.getvalue())
-        write_config(folder, self.config)  # what this checkpoint was trained with
+        write_configs(folder, self.config, self.coplayer_config)  # what this checkpoint was trained with
         previous = read_latest(self.out)
         write_latest(self.out, self.iteration)
         if previous is not None and previous != folder and not self._kept(previous):
@@ -369,34 +325,17 @@ class LLMTrainer:
         state = torch.load(state_path(folder), weights_only=False)
         sweep_temp(self.out)
         self.lm.load_weights(LEARNER, folder / ADAPTER_DIR)
-        self.optimizer.load_state_dict(state["optimizer"])
+        self.main.load_state(state)
+        if self.second is not None:
+            if COPLAYER_ADAPTER not in state:
+                raise ConfigError(f"{folder} holds no learner co-player to resume; train the run afresh")
+            self.lm.load_weights(COPLAYER_ADAPTER, folder / COPLAYER_ADAPTER_DIR)
+            self.second.load_state(state[COPLAYER_ADAPTER])
         torch.set_rng_state(state["torch_rng"])
         self.buffer.restore(state["buffer"])
-        self.nonfinite_steps, self.nonfinite_in_a_row = state["nonfinite"]
         self.iteration = state["iteration"]
         done = read_metrics(self.out, tolerate_torn_tail=True)
         write_metrics(self.out, [line for line in done if line.iteration < self.iteration])
-
-
-def micro_batches(
-    sequences: Sequence[Sequence[int]], budget: int, share_prefix: bool = True
-) -> list[list[int]]:
-    """Indices of ``sequences`` grouped into micro-batches of at most ``budget`` tokens (a group's shared
-    prefix counted once when ``share_prefix``; a longer sequence gets a group of its own).
-
-    Sorted by their tokens first, neighbours share the longest prefixes.
-    """
-    order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]))
-    groups: list[list[int]] = []
-    for i in order:
-        group = [*groups[-1], i] if groups else [i]
-        shared = common_prefix([sequences[j] for j in group]) if share_prefix else 0
-        cost = sum(len(sequences[j]) for j in group) - shared * (len(group) - 1)
-        if groups and cost <= budget:
-            groups[-1] = group
-        else:
-            groups.append([i])
-    return groups
 
 
 def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = False) -> Path:
@@ -409,14 +348,23 @@ def resume_point(run_dir: Path, config: RunConfig | None = None, force: bool = F
     if folder is None:
         raise ConfigError(f"{run_dir} has no checkpoint to resume from (no {CHECKPOINTS}/{LATEST})")
     if config is not None and not force:
-        trained = with_defaults(read_config_data(folder / CONFIG), RunConfig().model_dump(mode="json"))
-        changed = [change for change in config_changes(trained, config.model_dump(mode="json"))
+        changed = [change for change in _changes(folder / CONFIG, stored_config(config))
                    if not change.startswith(tuple(f"{key}:" for key in RESUMABLE))]
+        second = coplayer_learner(config)
+        if second is not None and (folder / COPLAYER_CONFIG).is_file():
+            changed += [f"learner co-player {change}"
+                        for change in _changes(folder / COPLAYER_CONFIG, second)]
         if changed:
             raise ConfigError(f"{Path(run_dir) / CONFIG} differs from the config its checkpoint "
                               f"{folder.name} was trained with: {'; '.join(changed[:4])}"
                               f"{' ...' if len(changed) > 4 else ''}; pass --force to resume with it")
     return folder
+
+
+def _changes(trained_with: Path, config: RunConfig) -> list[str]:
+    """How ``config`` differs from the config file a checkpoint was trained with."""
+    trained = with_defaults(read_config_data(trained_with), RunConfig().model_dump(mode="json"))
+    return config_changes(trained, config.model_dump(mode="json"))
 
 
 def with_defaults(data: dict[str, Any], defaults: dict[str, Any]) -> dict[str, Any]:
@@ -455,7 +403,7 @@ def start_llm_run(config: RunConfig, out_dir: Path, *, resume: bool = False, for
     else:
         fresh_dir(out_dir)
         write_run_info(out_dir, "llm", make_game(config.game.name, **config.game.params))
-        write_config(out_dir, config)
+        write_configs(out_dir, config, coplayer_learner(config))
     torch.manual_seed(config.seed)  # the fresh adapter's initialisation
     trainer = LLMTrainer(config, out_dir, lm, on_progress)
     if resume:

@@ -10,9 +10,11 @@ compares games that differ only in what the players did. Per group:
 * **self-play with the opponent buffer**: with probability ``buffer.prob`` the
   co-player is a past checkpoint drawn uniformly from the buffer, else the
   live learner; either way *one* seat trains, so a group always gives K
-  training rows and the buffer's share of the gradient is ``buffer.prob``.
+  training rows and the buffer's share of the gradient is ``buffer.prob``;
+* **a learner co-player** (``coplayer: learner:CONFIG``): the learner plays the
+  second live learner and both seats train, each its own learner.
 
-The trained seat alternates between groups: seat 0 in even groups, seat 1 in
+The learner's seat alternates between groups: seat 0 in even groups, seat 1 in
 odd ones. All draws come from a stream seeded by ``(config.seed, iteration)``,
 so a resumed run plans exactly what an uninterrupted one does.
 """
@@ -23,6 +25,7 @@ import random
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from detente.agent_spec import parse_agent
 from detente.agents import make_agent
 from detente.config import RunConfig
 from detente.games.base import Game, Seat
@@ -41,7 +44,7 @@ class Seating:
     seed: int
     players: tuple[Policy, Policy]
     trained: tuple[Seat, ...]
-    """Seats whose decisions train the learner."""
+    """Seats whose decisions train the policy sitting there (the learner, or a learner co-player)."""
     group: int
 
 
@@ -49,11 +52,13 @@ def plan(config: RunConfig, iteration: int, learner: Policy, fixed: Policy | Non
          buffer: Sequence[Policy]) -> list[Seating]:
     """The games of ``iteration``: seed groups of K, co-players and trained seats (module docstring).
 
-    ``fixed`` is a fixed co-player (None: self-play); ``buffer`` the past checkpoints to draw from.
+    ``fixed`` is a fixed co-player, or the second learner of ``coplayer: learner:CONFIG`` (None:
+    self-play); ``buffer`` the past checkpoints to draw from.
     """
     rng = random.Random(f"{config.seed}:plan:{iteration}")
     K = config.credit.seed_group_size  # games per seed group
-    one_seat = fixed is not None or config.buffer.enabled
+    second_learner = parse_agent(config.coplayer).kind == "learner"
+    one_seat = (fixed is not None and not second_learner) or config.buffer.enabled
     games = []
     for group in range(config.train.games_per_iteration // K):
         seed = rng.getrandbits(31)

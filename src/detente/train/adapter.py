@@ -1,0 +1,165 @@
+"""One trained LoRA adapter: its config, parameters, Adam optimizer and the update of SPEC 3.
+
+The LLM trainer (:mod:`detente.train.llm`) trains one :class:`TrainedAdapter`,
+the learner's, or two when the co-player is a second live learner
+(``coplayer: learner:CONFIG``): both adapters sit on one shared
+:class:`~detente.policies.llm_backend.LoRAModel`, and each is updated with its
+own config's settings (``train.lr``, ``entropy_coef``, ``kl_coef``, ``rho_max``,
+``epochs``, ``clip_eps``, ``grad_clip``; ``agent.temperature`` for ``log pi``)::
+
+    L = (1/N) sum [ -C * rho * log pi(tok) + kappa * rho * k3 - eta * H ]       (epochs = 1)
+    L = (1/N) sum [ -min(r C, clip(r, 1 - eps, 1 + eps) C) + kappa k3 - eta H ]  (epochs > 1)
+
+with ``C`` the adapter's own credit (:func:`detente.train.llm.round_credit` with its own
+credit rule) and N the number of its terms in the batch (:mod:`detente.train.loss`).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from detente.config import RunConfig
+from detente.policies.llm import Chat, LLMPolicy
+from detente.policies.llm_backend import LoRAModel
+from detente.train.loss import clipped_policy_loss, k3, policy_loss
+from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
+
+
+class TrainedAdapter:
+    """Adapter ``adapter`` of ``lm`` (already added), trained as ``config`` says; it acts as ``policy``."""
+
+    def __init__(self, lm: LoRAModel, adapter: str, config: RunConfig) -> None:
+        self.lm = lm
+        self.adapter = adapter
+        self.config = config
+        self.params = lm.trainable_parameters(adapter)
+        self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
+        self.policy = LLMPolicy(lm, adapter, name=adapter, **config.agent.policy_options())
+        self.nonfinite_steps = 0
+        """Updates skipped so far because their loss or gradient was not finite."""
+        self.nonfinite_in_a_row = 0
+
+    # -- the update ------------------------------------------------------------
+    def term_batches(self, chats: Sequence[Chat], C: Tensor) -> list[TermBatch]:
+        """The loss terms of ``chats`` in micro-batches of about ``train.micro_batch_tokens`` tokens each
+        (:func:`micro_batches`), a shared prefix counted once."""
+        cfg = self.config.train
+        pad = self.lm.tokenizer.pad_token_id or 0
+        return [term_batch([chats[i] for i in group], C[group], pad, share_prefix=cfg.share_prefix)
+                for group in micro_batches([chat.token_ids for chat in chats], cfg.micro_batch_tokens,
+                                           cfg.share_prefix)]
+
+    def update(self, batches: Sequence[TermBatch]) -> dict[str, Any]:
+        """Epochs over the batch in micro-batches; one optimizer step per epoch, skipped (and counted in
+        ``nonfinite_steps``) when the loss or the gradient is not finite. Returns the ``loss/*`` figures."""
+        cfg = self.config.train
+        N = max(sum(b.n_terms for b in batches), 1)  # terms in the whole batch
+        sums = dict.fromkeys(("loss", "entropy", "kl", "clipped", "rho"), 0.0)
+        rho_max = 0.0
+        grad_norm, finite = 0.0, True
+        for _epoch in range(cfg.epochs):
+            self.optimizer.zero_grad(set_to_none=True)
+            for batch in batches:
+                if not batch.n_terms:
+                    continue
+                parts = self.micro_batch_loss(batch, N)
+                finite = finite and bool(torch.isfinite(parts["loss"]))
+                if not finite:
+                    break
+                parts["loss"].backward()
+                for key in sums:
+                    sums[key] += float(parts[key].detach())
+                rho_max = max(rho_max, float(parts["rho_max"]))
+            grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
+            finite = finite and math.isfinite(grad_norm)
+            if not finite:
+                self.optimizer.zero_grad(set_to_none=True)
+                break
+            self.optimizer.step()
+            self.lm.touch(self.adapter)
+        self.nonfinite_steps += not finite
+        self.nonfinite_in_a_row = 0 if finite else self.nonfinite_in_a_row + 1
+        epochs = cfg.epochs
+        return {
+            "loss/policy": sums["loss"] / epochs if finite else None,
+            "loss/entropy": sums["entropy"] / epochs if finite else None,
+            "loss/kl": sums["kl"] / epochs if finite and cfg.kl_coef > 0 else None,
+            "loss/clip_frac": sums["clipped"] / epochs if finite else None,
+            "loss/rho_mean": sums["rho"] / epochs if finite else None,
+            "loss/rho_max": rho_max if finite else None,
+            "loss/grad_norm": grad_norm,
+            "loss/nonfinite_steps": self.nonfinite_steps,
+        }
+
+    def micro_batch_loss(self, batch: TermBatch, N: int) -> dict[str, Tensor]:
+        """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics.
+
+        ``clipped`` counts the terms whose weight was clipped: ``rho > rho_max`` for the single
+        update, ``|ratio - 1| > clip_eps`` for the PPO variant (``epochs > 1``); ``rho`` sums and
+        ``rho_max`` is the largest ``exp(log pi_train - log pi_sampler)`` (1 when the sampler is the
+        trained model itself; a separate generation engine makes it differ).
+        """
+        cfg = self.config.train
+        vocab, T = len(self.lm.tokenizer), self.config.agent.temperature
+        C, logp_old = batch.credit, batch.logp_old  # (n,) each
+        logp_ref = None
+        if cfg.kl_coef > 0:
+            with torch.no_grad(), self.lm.active(None) as reference:
+                logp_ref, _ = term_logprobs(reference, batch, vocab, T)
+        with self.lm.active(self.adapter) as model:
+            model.train(cfg.gradient_checkpointing)  # transformers checkpoints only in train mode
+            logp, H = term_logprobs(model, batch, vocab, T)
+        if cfg.epochs > 1:
+            loss = clipped_policy_loss(logp, logp_old, C, H, eps=cfg.clip_eps, eta=cfg.entropy_coef,
+                                       logp_ref=logp_ref, kappa=cfg.kl_coef)
+        else:
+            loss = policy_loss(logp, C, H, eta=cfg.entropy_coef, logp_sampler=logp_old,
+                               rho_max=cfg.rho_max, logp_ref=logp_ref, kappa=cfg.kl_coef)
+        with torch.no_grad():
+            ratio = torch.exp(logp - logp_old)
+            clipped = (ratio - 1).abs() > cfg.clip_eps if cfg.epochs > 1 else ratio > cfg.rho_max
+            kl = k3(logp, logp_ref) if logp_ref is not None else torch.zeros_like(logp)
+        return {
+            "loss": loss * (logp.numel() / N),
+            "entropy": H.sum() / N,
+            "kl": kl.sum() / N,
+            "clipped": clipped.float().sum() / N,
+            "rho": ratio.sum() / N,
+            "rho_max": ratio.max(),
+        }
+
+    # -- resume state ------------------------------------------------------------
+    def state(self) -> dict[str, Any]:
+        """What a resume needs besides the adapter's weights: the optimizer and the non-finite counters."""
+        return {"optimizer": self.optimizer.state_dict(),
+                "nonfinite": (self.nonfinite_steps, self.nonfinite_in_a_row)}
+
+    def load_state(self, state: dict[str, Any]) -> None:
+        self.optimizer.load_state_dict(state["optimizer"])
+        self.nonfinite_steps, self.nonfinite_in_a_row = state["nonfinite"]
+
+
+def micro_batches(
+    sequences: Sequence[Sequence[int]], budget: int, share_prefix: bool = True
+) -> list[list[int]]:
+    """Indices of ``sequences`` grouped into micro-batches of at most ``budget`` tokens (a group's shared
+    prefix counted once when ``share_prefix``; a longer sequence gets a group of its own).
+
+    Sorted by their tokens first, neighbours share the longest prefixes.
+    """
+    order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]))
+    groups: list[list[int]] = []
+    for i in order:
+        group = [*groups[-1], i] if groups else [i]
+        shared = common_prefix([sequences[j] for j in group]) if share_prefix else 0
+        cost = sum(len(sequences[j]) for j in group) - shared * (len(group) - 1)
+        if groups and cost <= budget:
+            groups[-1] = group
+        else:
+            groups.append([i])
+    return groups
