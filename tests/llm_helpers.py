@@ -1,9 +1,13 @@
-"""Helpers of the language-model tests: a fake game, adapter perturbation, teacher-forced scoring."""
+"""Helpers of the language-model tests: a fake game, adapter perturbation, teacher-forced scoring, a run
+stopped as a kill would stop it."""
 
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
 
+import pytest
 import torch
 
 from detente.games.base import Action, Game, Seat
@@ -18,6 +22,21 @@ def perturb(lm: LoRAModel, adapter: str, seed: int, scale: float = 0.5) -> None:
         for name, param in lm.model.named_parameters():
             if f".{adapter}." in name and "lora_" in name:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
+
+
+def stop_after(config: Any, out: Path, iteration: int, lm: LoRAModel) -> None:
+    """Train ``config`` in ``out`` on ``lm`` and stop, as a kill would, once ``iteration`` is saved."""
+    from detente.train.llm import train_llm
+
+    class Killed(Exception):
+        pass
+
+    def stop(line: Any) -> None:
+        if line.iteration == iteration:
+            raise Killed
+
+    with pytest.raises(Killed):
+        train_llm(config, out, stop, lm=lm)
 
 
 def teacher_forced(lm: LoRAModel, adapter: str | None, ids: list[int]) -> torch.Tensor:

@@ -144,10 +144,11 @@ def test_a_learner_coplayer_trains_beside_the_learner_and_the_run_resumes(tmp_pa
         "game: {params: {n_rounds: 2}}\ncredit: {algorithm: adalign, group_baseline: false}\n")
     (tmp_path / "main.yaml").write_text("extends: cpu_ipd_naive\ncoplayer: learner:second\n")
     out = tmp_path / "run"
-    args = ["train", str(tmp_path / "main.yaml"), *llm(tiny_model_dir, "train.iterations=1"), "--out", str(out)]
-    assert main(args) == 0
+    assert main(["train", str(tmp_path / "main.yaml"), *llm(tiny_model_dir, "train.iterations=1"),
+                 "--out", str(out)]) == 0
     assert (out / "checkpoints" / "iter_1" / "coplayer" / "adapter_config.json").is_file()
-    (out / "config.yaml").write_text((out / "config.yaml").read_text().replace("iterations: 1", "iterations: 2"))
+    config = out / "config.yaml"
+    config.write_text(config.read_text().replace("iterations: 1", "iterations: 2"))
     assert main(["train", "--resume", str(out), "--force"]) == 0
     metrics = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert [m["iteration"] for m in metrics] == [0, 1]

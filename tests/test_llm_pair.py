@@ -11,6 +11,7 @@ import torch
 from detente.config import load_config
 from detente.runs import COPLAYER_CONFIG, read_metrics
 from detente.train.llm import COPLAYER_ADAPTER, LEARNER, LLMTrainer, train_llm
+from llm_helpers import stop_after
 from tiny_model import tiny_lm
 
 SECOND = """\
@@ -87,16 +88,7 @@ def test_every_game_seats_both_learners_and_trains_both_seats(tmp_path, pair_con
 
 def test_a_resumed_pair_gives_the_adapters_of_an_uninterrupted_run(tmp_path, pair_config):
     straight = train_llm(pair_config, tmp_path / "straight", lm=tiny_lm())
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_first(line):
-        if line.iteration == 0:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_llm(pair_config, tmp_path / "killed", kill_after_first, lm=tiny_lm())
+    stop_after(pair_config, tmp_path / "killed", 0, tiny_lm())
     checkpoint = tmp_path / "killed" / "checkpoints" / "iter_1"
     assert (checkpoint / "adapter").is_dir() and (checkpoint / "coplayer").is_dir()
     assert (tmp_path / "killed" / COPLAYER_CONFIG).is_file()

@@ -12,7 +12,7 @@ from detente.runs import read_metrics, read_run_info
 from detente.train.llm import LEARNER, LLMTrainer, round_credit, train_llm
 from detente.train.seating import plan, training_rows
 from detente.train.terms import term_batch, term_logprobs
-from llm_helpers import perturb
+from llm_helpers import perturb, stop_after
 from tiny_model import tiny_lm
 
 FAST = ["agent.kind=llm", "train.lr=0.01", "agent.max_message_tokens=6", "train.iterations=1",
@@ -109,16 +109,7 @@ def test_fixed_coplayer_alternates_the_learners_seat_by_group():
 def test_killed_run_resumes_to_the_same_metrics(tmp_path):
     cfg = config("train.iterations=4", "game.name=split", "train.checkpoint_every=2")
     straight = train_llm(cfg, tmp_path / "straight", lm=tiny_lm())
-
-    class Killed(Exception):
-        pass
-
-    def kill_after_second(record):
-        if record.iteration == 1:
-            raise Killed
-
-    with pytest.raises(Killed):
-        train_llm(cfg, tmp_path / "killed", kill_after_second, lm=tiny_lm())
+    stop_after(cfg, tmp_path / "killed", 1, tiny_lm())
     resumed = train_llm(cfg, tmp_path / "killed", resume=True, lm=tiny_lm())
     assert resumed.without_perf() == straight.without_perf()
     assert [line.iteration for line in read_metrics(tmp_path / "killed")] == [0, 1, 2, 3]
