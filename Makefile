@@ -32,7 +32,7 @@ $(FULL): $(LLM)
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(FULL)
 
-# the main job: Advantage Alignment on the IPD with the embedded SmolLM2 (CPU, under 20 minutes)
+# the main job: naive RL and Advantage Alignment on the IPD with the embedded SmolLM2, side by side (CPU)
 demo: $(LLM)
 	$(BIN)/detente train --overwrite
 

@@ -43,13 +43,19 @@ def test_naive_learner_learns_to_defect_against_always_cooperate(tmp_path):
     assert last > first
 
 
-def test_default_train_command_finishes_within_20_minutes(tmp_path):
-    """The README main job, as a user runs it."""
+def test_main_job_finishes_within_20_minutes_and_meets_the_bars(tmp_path):
+    """The README main job, as a user runs it: naive and Advantage Alignment on the same seed and budget,
+    then the joint cross-play, within 20 minutes; contrast.json meets every bar of issue 11 item 1."""
+    out = tmp_path / "contrast"
     began = time.monotonic()
-    printed = _cli("train", "--out", str(tmp_path / "run"), timeout=20 * 60)
+    printed = _cli("train", "--out", str(out), timeout=20 * 60)
     print(printed[-3000:], f"\nwall time {(time.monotonic() - began) / 60:.1f} min")
-    assert "reward / round" in printed and "itself" in printed  # the summary table
-    assert (tmp_path / "run" / "matrix.json").is_file()
+    contrast = json.loads((out / "contrast.json").read_text())
+    assert set(contrast) >= {"naive", "adalign", "n_rounds", "tft_vs_alld", "bars"}
+    assert contrast["tft_vs_alld"] == pytest.approx((contrast["n_rounds"] - 1) / contrast["n_rounds"])
+    assert len(contrast["bars"]) == 4
+    missed = [bar for bar in contrast["bars"] if not bar["met"]]
+    assert not missed, missed
 
 
 def test_trust_and_split_eval_of_two_checkpoints_and_three_scripted_agents(tmp_path):
