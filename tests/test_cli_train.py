@@ -134,3 +134,36 @@ def test_tensorboard_writes_every_metric_as_a_scalar_beside_metrics_jsonl(tmp_pa
     learner = events.Scalars("reward/learner")
     assert [e.step for e in learner] == [0, 1, 2, 3]
     assert [e.value for e in learner] == pytest.approx([line.values["reward/learner"] for line in lines])
+
+
+def test_the_final_cross_play_loads_its_model_after_the_trainers_is_gone(tmp_path, tiny_model_dir,
+                                                                        monkeypatch):
+    """One base model in memory at a time: the cross-play after training loads the trained adapter onto a
+    fresh base model, and by then nothing holds the trainer's (no reference cycle waits for the garbage
+    collector, which is off here). Counted at every load: the base models still alive."""
+    import gc
+    import weakref
+
+    from detente.policies import llm_backend
+
+    load = llm_backend.LoRAModel.load.__func__
+    loaded: weakref.WeakSet = weakref.WeakSet()
+    alive_at_load = []
+
+    def counting_load(cls, *args, **kwargs):
+        alive_at_load.append(len(loaded))
+        lm = load(cls, *args, **kwargs)
+        loaded.add(lm)
+        return lm
+
+    monkeypatch.setattr(llm_backend.LoRAModel, "load", classmethod(counting_load))
+    out = tmp_path / "run"
+    args = ["train", "cpu_ipd_adalign", *llm(tiny_model_dir, "buffer.every=1"), "--out", str(out)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert main(args) == 0
+    finally:
+        if enabled:
+            gc.enable()
+    assert alive_at_load == [0, 0]  # the trainer's model, then the cross-play's

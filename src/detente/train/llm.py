@@ -115,6 +115,18 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
 # --------------------------------------------------------------------------
 # The trainer
 # --------------------------------------------------------------------------
+def policy_maker(lm: LoRAModel, config: RunConfig) -> Callable[[str], LLMPolicy]:
+    """``make(adapter)``: a policy acting with ``adapter`` on ``lm``, named after it, with the run's
+    policy options (the learner, the buffer's snapshots).
+
+    It holds ``lm`` and the options, never the trainer: a trainer -> buffer -> factory -> trainer cycle
+    would keep the base model alive after training until the cyclic garbage collector happened to run,
+    and the final cross-play would load a second base model beside it (docs/PERFORMANCE.md).
+    """
+    options = config.agent.policy_options()
+    return lambda adapter: LLMPolicy(lm, adapter, name=adapter, **options)
+
+
 class LLMTrainer:
     """Trains the ``learner`` adapter of a shared :class:`LoRAModel` as ``config`` says."""
 
@@ -135,18 +147,16 @@ class LLMTrainer:
         if config.train.gradient_checkpointing:
             self.lm.enable_checkpointing()
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
-        self.learner = self._policy(LEARNER, LEARNER)
+        make_policy = policy_maker(self.lm, config)
+        self.learner = make_policy(LEARNER)
         self.fixed = coplayer_policy(config, probe, self.lm)
         self.buffer = OpponentBuffer(self.lm, LEARNER, self.out / CHECKPOINTS / BUFFER_DIR,
-                                     config.buffer.max_size, lambda name: self._policy(name, name))
+                                     config.buffer.max_size, make_policy)
         self.rollout = self._rollout_backend(on_progress)
         self.iteration = 0
         self.nonfinite_steps = 0
         """Updates skipped so far because their loss or gradient was not finite."""
         self.nonfinite_in_a_row = 0
-
-    def _policy(self, adapter: str | None, name: str) -> LLMPolicy:
-        return LLMPolicy(self.lm, adapter, name=name, **self.config.agent.policy_options())
 
     def _rollout_backend(self, on_progress: OnProgress) -> RolloutBackend:
         """Where the iterations' games are played (``rollout.backend``); a backend that plays in parts
