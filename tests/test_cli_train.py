@@ -154,3 +154,36 @@ def test_a_learner_coplayer_trains_beside_the_learner_and_the_run_resumes(tmp_pa
     assert [m["iteration"] for m in metrics] == [0, 1]
     assert metrics[1]["coplayer/loss/grad_norm"] > 0 and "coplayer/behaviour/cooperation_rate" in metrics[1]
     assert f"run:{out}" in (out / "matrix.json").read_text()
+
+
+def test_the_final_cross_play_loads_its_model_after_the_trainers_is_gone(tmp_path, tiny_model_dir,
+                                                                        monkeypatch):
+    """One base model in memory at a time: the cross-play after training loads the trained adapter onto a
+    fresh base model, and by then nothing holds the trainer's (no reference cycle waits for the garbage
+    collector, which is off here). Counted at every load: the base models still alive."""
+    import gc
+    import weakref
+
+    from detente.policies import llm_backend
+
+    load = llm_backend.LoRAModel.load.__func__
+    loaded: weakref.WeakSet = weakref.WeakSet()
+    alive_at_load = []
+
+    def counting_load(cls, *args, **kwargs):
+        alive_at_load.append(len(loaded))
+        lm = load(cls, *args, **kwargs)
+        loaded.add(lm)
+        return lm
+
+    monkeypatch.setattr(llm_backend.LoRAModel, "load", classmethod(counting_load))
+    out = tmp_path / "run"
+    args = ["train", "cpu_ipd_adalign", *llm(tiny_model_dir, "buffer.every=1"), "--out", str(out)]
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        assert main(args) == 0
+    finally:
+        if enabled:
+            gc.enable()
+    assert alive_at_load == [0, 0]  # the trainer's model, then the cross-play's

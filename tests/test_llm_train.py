@@ -158,6 +158,33 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(t
         torch.testing.assert_close(results[True][1][name], grad, atol=1e-6, rtol=1e-5)
 
 
+def test_gradient_checkpointing_keeps_only_layer_inputs_for_the_backward(tmp_path):
+    """What the backward keeps, counted (bytes autograd saves, parameters aside): without
+    checkpointing every layer's attention and MLP internals; with it, about one hidden state per
+    token and layer, plus the logits read. For the main job's first SmolLM2 batch: 1.9 GB against
+    0.2 GB kept, 3.6 GB against 2.2 GB peak RSS, at 1.5x the update time (docs/PERFORMANCE.md)."""
+    saved = {}
+    for on in (False, True):
+        cfg = config("game.name=trust_split", f"train.gradient_checkpointing={str(on).lower()}")
+        trainer, batch = first_batch(cfg, tmp_path / str(on))
+        params = {p.untyped_storage().data_ptr() for p in trainer.lm.model.parameters()}
+        kept = {}
+
+        def pack(t, kept=kept, params=params):
+            if t.untyped_storage().data_ptr() not in params:
+                kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
+            return t
+
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
+            trainer._micro_batch_loss(batch, batch.n_terms)
+        saved[on] = sum(kept.values())
+    model = trainer.lm.base.config
+    reads = len(batch.token_reads) + len(batch.score_reads)
+    bound = 4 * ((model.num_hidden_layers + 2) * batch.unique_tokens * model.hidden_size
+                 + 4 * reads * model.vocab_size)  # float32 bytes
+    assert saved[True] <= bound < saved[False] / 5, (saved, bound)
+
+
 # --------------------------------------------------------------------------
 # The sign of the credit reaches the tokens
 # --------------------------------------------------------------------------

@@ -137,6 +137,18 @@ COPLAYER_ADAPTER = "coplayer"
 """Adapter (and policy) name of a learner co-player (``coplayer: learner:CONFIG``)."""
 
 
+def policy_maker(lm: LoRAModel, config: RunConfig) -> Callable[[str], LLMPolicy]:
+    """``make(adapter)``: a policy acting with ``adapter`` on ``lm``, named after it, with the run's
+    policy options (the learner, the buffer's snapshots).
+
+    It holds ``lm`` and the options, never the trainer: a trainer -> buffer -> factory -> trainer cycle
+    would keep the base model alive after training until the cyclic garbage collector happened to run,
+    and the final cross-play would load a second base model beside it (docs/PERFORMANCE.md).
+    """
+    options = config.agent.policy_options()
+    return lambda adapter: LLMPolicy(lm, adapter, name=adapter, **options)
+
+
 class LLMTrainer:
     """Trains the ``learner`` adapter of a shared :class:`LoRAModel` as ``config`` says; with a learner
     co-player (``coplayer: learner:CONFIG``) also a second adapter, ``coplayer``, as CONFIG says."""
@@ -167,12 +179,9 @@ class LLMTrainer:
         self.learner = self.main.policy
         self.fixed = coplayer_policy(config, probe, self.lm) if self.second is None else self.second.policy
         self.buffer = OpponentBuffer(self.lm, LEARNER, self.out / CHECKPOINTS / BUFFER_DIR,
-                                     config.buffer.max_size, lambda name: self._policy(name, name))
+                                     config.buffer.max_size, policy_maker(self.lm, config))
         self.rollout = self._rollout_backend(on_progress)
         self.iteration = 0
-
-    def _policy(self, adapter: str | None, name: str) -> LLMPolicy:
-        return LLMPolicy(self.lm, adapter, name=name, **self.config.agent.policy_options())
 
     def _rollout_backend(self, on_progress: OnProgress) -> RolloutBackend:
         """Where the iterations' games are played (``rollout.backend``); a backend that plays in parts
