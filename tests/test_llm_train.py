@@ -176,7 +176,7 @@ def test_gradient_checkpointing_keeps_only_layer_inputs_for_the_backward(tmp_pat
             return t
 
         with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            trainer._micro_batch_loss(batch, batch.n_terms)
+            trainer.main.micro_batch_loss(batch, batch.n_terms)
         saved[on] = sum(kept.values())
     model = trainer.lm.base.config
     reads = len(batch.token_reads) + len(batch.score_reads)
