@@ -48,6 +48,7 @@ def main() -> int:
     point, n, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
     import safetensors.torch
 
+    import detente.train.adapter as adapter
     import detente.train.llm as trainer
     import detente.train.metrics as metrics
     from detente.cli import main as detente
@@ -56,7 +57,7 @@ def main() -> int:
     if point == "rollout":
         on_nth_call(LLMPolicy, "act", n)
     elif point == "update":
-        on_nth_call(trainer, "term_logprobs", n)
+        on_nth_call(adapter, "term_logprobs", n)
     elif point == "adapter-write":
         on_nth_call(safetensors.torch, "save_file", n, before=False)
     elif point == "fsync":
