@@ -78,17 +78,18 @@ def train_contrast(job: ContrastJob, out: Path, args: argparse.Namespace) -> Non
 
 
 def print_contrast(record: ContrastRecord) -> None:
-    """The runs' figures side by side, then each bar of the claim, met or not."""
-    labels = list(record.runs)
-    keys = list(dict.fromkeys(key for figures in record.runs.values() for key in figures))
+    """The runs' figures side by side (the report's table), then each bar of the claim, met or not."""
+    from detente.report.page import contrast_table
+
+    columns, rows = contrast_table(record)
     table = Table(title=f"contrast ({record.n_rounds} rounds a game; rewards per round)")
-    table.add_column("figure")
-    for label in labels:
+    table.add_column(columns[0])
+    for label in columns[1:]:
         table.add_column(label, justify="right")
-    for key in keys:
-        table.add_row(key, *(fmt(record.runs[label].get(key)) for label in labels))
+    for row in rows:
+        table.add_row(*row)
     if record.tft_vs_alld is not None:
-        table.add_row("tft vs alld (the scale)", *([fmt(record.tft_vs_alld)] * len(labels)))
+        table.add_row("tft vs alld (the scale)", *([fmt(record.tft_vs_alld)] * (len(columns) - 1)))
     console.print(table)
     for bar in record.bars:
         mark = "[green]met[/]" if bar.met else "[red]not met[/]"
