@@ -17,7 +17,7 @@ credit rule) and N the number of its terms in the batch (:mod:`detente.train.los
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import torch
@@ -30,6 +30,18 @@ from detente.train.loss import clipped_policy_loss, k3, policy_loss
 from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
 
 
+def policy_maker(lm: LoRAModel, config: RunConfig) -> Callable[[str], LLMPolicy]:
+    """``make(adapter)``: a policy acting with ``adapter`` on ``lm``, named after it, with the run's
+    policy options (the learner, the buffer's snapshots).
+
+    It holds ``lm`` and the options, never the trainer: a trainer -> buffer -> factory -> trainer cycle
+    would keep the base model alive after training until the cyclic garbage collector happened to run,
+    and the final cross-play would load a second base model beside it (docs/PERFORMANCE.md).
+    """
+    options = config.agent.policy_options()
+    return lambda adapter: LLMPolicy(lm, adapter, name=adapter, **options)
+
+
 class TrainedAdapter:
     """Adapter ``adapter`` of ``lm`` (already added), trained as ``config`` says; it acts as ``policy``."""
 
@@ -39,7 +51,7 @@ class TrainedAdapter:
         self.config = config
         self.params = lm.trainable_parameters(adapter)
         self.optimizer = torch.optim.Adam(self.params, lr=config.train.lr)
-        self.policy = LLMPolicy(lm, adapter, name=adapter, **config.agent.policy_options())
+        self.policy = policy_maker(lm, config)(adapter)
         self.nonfinite_steps = 0
         """Updates skipped so far because their loss or gradient was not finite."""
         self.nonfinite_in_a_row = 0

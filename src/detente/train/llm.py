@@ -89,7 +89,7 @@ from detente.runs import (
     write_state,
     write_transcripts,
 )
-from detente.train.adapter import TrainedAdapter
+from detente.train.adapter import TrainedAdapter, policy_maker
 from detente.train.buffer import OpponentBuffer
 from detente.train.metrics import MetricsLog
 from detente.train.rollout import LocalRollout, RolloutBackend, RolloutResult
@@ -135,18 +135,6 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
 # --------------------------------------------------------------------------
 COPLAYER_ADAPTER = "coplayer"
 """Adapter (and policy) name of a learner co-player (``coplayer: learner:CONFIG``)."""
-
-
-def policy_maker(lm: LoRAModel, config: RunConfig) -> Callable[[str], LLMPolicy]:
-    """``make(adapter)``: a policy acting with ``adapter`` on ``lm``, named after it, with the run's
-    policy options (the learner, the buffer's snapshots).
-
-    It holds ``lm`` and the options, never the trainer: a trainer -> buffer -> factory -> trainer cycle
-    would keep the base model alive after training until the cyclic garbage collector happened to run,
-    and the final cross-play would load a second base model beside it (docs/PERFORMANCE.md).
-    """
-    options = config.agent.policy_options()
-    return lambda adapter: LLMPolicy(lm, adapter, name=adapter, **options)
 
 
 class LLMTrainer:
