@@ -13,9 +13,10 @@ chat: a chain of new chat tokens that is kept in the cache, plus optional
 scoring branches (the candidate answers of a choice) that see the chat and
 their own ancestors only and are forgotten afterwards. This is done with an
 explicit 4D additive attention mask and explicit position ids, so padding can
-sit anywhere and nothing is computed twice. It needs ``sdpa`` or ``eager``
-attention, a decoder with standard attention layers, and chats shorter than
-any sliding window (the mask does not apply one).
+sit anywhere and nothing is computed twice. It needs ``sdpa`` attention (on
+the CPU, the variant in :mod:`detente.policies.attention`) or ``eager``, a
+decoder with standard attention layers, and chats shorter than any sliding
+window (the mask does not apply one).
 
 Follows the layout of transformers' ``DynamicCache`` (per layer, keys and
 values shaped ``(batch, kv_heads, seq, head_dim)``) and peft's multi-adapter
@@ -35,6 +36,7 @@ from typing import Any
 import torch
 
 from detente.atomic import atomic_dir
+from detente.policies.attention import use_gqa_attention
 
 log = logging.getLogger(__name__)
 
@@ -66,10 +68,11 @@ class LoRAModel:
         if lora_alpha <= 0:
             raise ValueError(f"lora_alpha must be > 0, got {lora_alpha}")
         check_packable(model.config)
-        impl = getattr(model.config, "_attn_implementation", None)
-        if impl not in ("sdpa", "eager"):
-            # The packed forward passes a 4D float mask, which sdpa and eager take as is.
+        if getattr(model.config, "_attn_implementation", None) != "eager":
+            # The packed forward passes a 4D float mask, which sdpa and eager take as is; on the CPU,
+            # sdpa that broadcasts grouped key/value heads instead of copying them (same numbers).
             model.set_attn_implementation("sdpa")
+            use_gqa_attention(model)
         self.base = model
         """The transformers model; LoRA layers are injected into it in place."""
         self.model: Any = model
