@@ -268,20 +268,21 @@ def _logits_at(model: Any, batch: TermBatch) -> Any:
     P = batch.prefix
     if P == 0:
         hidden, head, _ = decoder_forward(model, input_ids=ids, attention_mask=_additive(visible, dtype),
-                                          position_ids=positions)  # hidden: (M, L, H)
+                                          position_ids=positions, use_cache=False)  # hidden: (M, L, H)
         return lambda rows, pos: head(hidden[rows.to(device), pos.to(device)]).float()
     # the shared prefix, once: (1, P), its keys/values captured per layer
     capture = CaptureKV()
     prefix_hidden, head, _ = decoder_forward(  # (1, P, H)
         model, input_ids=ids[:1, :P], attention_mask=_additive(visible[:1, :P, :P], dtype),
-        position_ids=positions[:1, :P], past_key_values=capture)
+        position_ids=positions[:1, :P], past_key_values=capture, use_cache=False)
     # every row's own tokens, over the prefix's keys/values expanded to all M rows (views: the backward
     # sums every row's gradient into the one prefix)
     M = ids.shape[0]
     shared = SharedPrefixKV([(k.expand(M, -1, -1, -1), v.expand(M, -1, -1, -1)) for k, v in capture.layers])
     suffix_hidden, _, _ = decoder_forward(model, input_ids=ids[:, P:],
                                           attention_mask=_additive(visible[:, P:, :], dtype),
-                                          position_ids=positions[:, P:], past_key_values=shared)  # (M, S, H)
+                                          position_ids=positions[:, P:], past_key_values=shared,
+                                          use_cache=False)  # (M, S, H)
 
     def logits(rows: Tensor, pos: Tensor) -> Tensor:
         rows, pos = rows.to(device), pos.to(device)
