@@ -47,7 +47,7 @@ test-slow: $(FULL)
 	$(BIN)/pytest -q -m slow
 
 lint: $(FULL)
-	$(BIN)/ruff check src tests
+	$(BIN)/ruff check src tests benchmarks scripts
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

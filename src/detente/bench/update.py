@@ -26,7 +26,7 @@ from detente.train.seating import plan, training_rows
 from detente.train.terms import TermBatch
 
 PRESET = "cpu_ipd_adalign"
-"""The config whose first iteration is trained (the README's main job)."""
+"""The config whose first iteration is trained (4 trained chats: one seat per game, with the buffer)."""
 
 
 @dataclass(frozen=True)
