@@ -63,7 +63,12 @@ def test_a_person_plays_ipd_against_tft_through_typos_and_the_game_is_saved(tmp_
     assert 'id="search"' in (folder / "report.html").read_text()
 
 
-@pytest.mark.parametrize("leave", ["ctrl-c", "end of input"])
+CTRL_C_IN_FULL_RUNS = pytest.mark.xfail(
+    strict=False, reason="times out in full-suite runs of a fresh clone since 2026-12-02 (^C echoed, the "
+    "child never exits) but passes alone; cause not found yet (CHANGELOG, Known problems)")
+
+
+@pytest.mark.parametrize("leave", [pytest.param("ctrl-c", marks=CTRL_C_IN_FULL_RUNS), "end of input"])
 def test_ctrl_c_or_end_of_input_leaves_with_one_line_and_saves_nothing(tmp_path, leave):
     child = spawn(tmp_path, "--game", "ipd", "--against", "tft", "--seat", "1")
     child.expect_exact(PROMPT)
