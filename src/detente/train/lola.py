@@ -40,7 +40,7 @@ from torch import Tensor
 
 from detente.config import GameConfig, Strict
 from detente.policies.tabular import FIRST, STATES, joint_state
-from detente.runs import COPLAYER_PREFIX, MetricsLine, write_config, write_metrics, write_run_info
+from detente.runs import MetricsLine, coplayer_figures, write_config, write_metrics, write_run_info
 from detente.train.metrics import MetricsLog
 from detente.train.tabular import matrix_game, one_thread, payoff_tensor, table_figures
 from detente.train.tabular_pair import pair_summary, save_pair
@@ -111,7 +111,7 @@ def _train(
             "reward/learner": (1 - config.gamma) * V[0].item(),
             "reward/coplayer": (1 - config.gamma) * V[1].item(),
             **figures[0],
-            **{COPLAYER_PREFIX + key: value for key, value in figures[1].items()},
+            **coplayer_figures(figures[1]),
             "perf/seconds": time.perf_counter() - start,
         })
         log.write(line)
