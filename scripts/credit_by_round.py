@@ -4,6 +4,7 @@ Usage::
 
     python scripts/credit_by_round.py                 # 6 rounds, gamma 0.9, beta 0 and 7
     python scripts/credit_by_round.py --noise 0.1 --betas 0.5,7
+    python scripts/credit_by_round.py --cooperate 0.5       # history-blind play, every decision
 
 Noisy tit-for-tat plays self-play batches shaped like the main job's (8 games of the 6-round IPD,
 both seats' rows in one leave-one-out batch): it opens with A (cooperate) with probability 0.9,
@@ -12,6 +13,11 @@ credit of every decision comes from :func:`detente.credit.advantage_alignment_cr
 divided by 5, exactly as the trainer computes it. For each round t >= 2 the script prints the
 mean credit of the decisions that defected after mutual cooperation in round t-1, minus that of
 those that cooperated: positive means the update pushes towards defecting there.
+
+With ``--cooperate P`` both players instead ignore the history and play A with probability P in
+every round, as an untrained language model nearly does, and the script prints, per round, the
+mean credit of every D minus that of every C, whatever came before, and their mean over rounds.
+A policy that cannot yet tell contexts apart moves by that pooled figure.
 """
 
 from __future__ import annotations
@@ -38,30 +44,38 @@ def noisy_tft_game(rng: random.Random, rounds: int, noise: float) -> list[tuple[
     return moves
 
 
+def history_blind_game(rng: random.Random, rounds: int, cooperate: float) -> list[tuple[int, int]]:
+    return [tuple(int(rng.random() >= cooperate) for _ in (0, 1)) for _ in range(rounds)]
+
+
 def own_view(joint: tuple[int, int], seat: int) -> tuple[int, int]:
     """(seat 0's move, seat 1's move) -> (this seat's move, the other's)."""
     return joint if seat == 0 else (joint[1], joint[0])
 
 
 def defect_minus_cooperate(beta: float, args: argparse.Namespace) -> list[float]:
-    """Per round t = 2..T: mean credit of D after CC minus mean credit of C after CC."""
+    """Per round: mean credit of D minus mean credit of C, after CC (rounds 2..T) or, with
+    ``--cooperate``, over every decision (rounds 1..T)."""
     rng = random.Random(args.seed)
-    sums = {t: {0: [0.0, 0], 1: [0.0, 0]} for t in range(1, args.rounds)}
+    blind = args.cooperate is not None
+    first = 0 if blind else 1
+    sums = {t: {0: [0.0, 0], 1: [0.0, 0]} for t in range(first, args.rounds)}
     for _ in range(args.batches):
-        games = [noisy_tft_game(rng, args.rounds, args.noise) for _ in range(args.games)]
+        games = [history_blind_game(rng, args.rounds, args.cooperate) if blind
+                 else noisy_tft_game(rng, args.rounds, args.noise) for _ in range(args.games)]
         rows = [(moves, seat) for moves in games for seat in (0, 1)]
         r1 = torch.tensor([[PAYOFFS[own_view(m, seat)][0] / 5 for m in moves] for moves, seat in rows])
         r2 = torch.tensor([[PAYOFFS[own_view(m, seat)][1] / 5 for m in moves] for moves, seat in rows])
         A1, A2 = advantages(r1, args.gamma), advantages(r2, args.gamma)
         C = advantage_alignment_credit(A1, A2, args.gamma, beta)  # (B, T)
         for b, (moves, seat) in enumerate(rows):
-            for t in range(1, args.rounds):
-                if moves[t - 1] == (0, 0):
+            for t in range(first, args.rounds):
+                if blind or moves[t - 1] == (0, 0):
                     cell = sums[t][moves[t][seat]]
                     cell[0] += C[b, t].item()
                     cell[1] += 1
     return [sums[t][1][0] / max(1, sums[t][1][1]) - sums[t][0][0] / max(1, sums[t][0][1])
-            for t in range(1, args.rounds)]
+            for t in range(first, args.rounds)]
 
 
 def main() -> None:
@@ -72,13 +86,21 @@ def main() -> None:
     parser.add_argument("--noise", type=float, default=0.15)
     parser.add_argument("--gamma", type=float, default=0.9)
     parser.add_argument("--betas", default="0,7", help="comma-separated (0 = naive credit)")
+    parser.add_argument("--cooperate", type=float, default=None, metavar="P",
+                        help="history-blind play, A with probability P; every decision counted")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
-    print(f"credit of D minus credit of C after mutual cooperation; {args.rounds} rounds, "
-          f"{args.games} games x {args.batches} batches, noise {args.noise}, gamma {args.gamma}")
-    print(f"{'beta':>6}" + "".join(f"{'round ' + str(t + 1):>10}" for t in range(1, args.rounds)))
+    blind = args.cooperate is not None
+    play = f"history-blind play, A with p={args.cooperate}" if blind else f"noisy tft, noise {args.noise}"
+    print(f"credit of D minus credit of C {'over every decision' if blind else 'after mutual cooperation'}; "
+          f"{args.rounds} rounds, {args.games} games x {args.batches} batches, {play}, gamma {args.gamma}")
+    rounds = range(0 if blind else 1, args.rounds)
+    header = "".join(f"{'round ' + str(t + 1):>10}" for t in rounds)
+    print(f"{'beta':>6}{header}" + ("      mean" if blind else ""))
     for beta in (float(b) for b in args.betas.split(",")):
-        print(f"{beta:>6g}" + "".join(f"{d:>+10.3f}" for d in defect_minus_cooperate(beta, args)))
+        diffs = defect_minus_cooperate(beta, args)
+        mean = f"{sum(diffs) / len(diffs):>+10.3f}" if blind else ""
+        print(f"{beta:>6g}" + "".join(f"{d:>+10.3f}" for d in diffs) + mean)
 
 
 if __name__ == "__main__":

@@ -44,3 +44,25 @@ def test_gqa_attention_gives_sdpa_logits_and_gradients_on_a_grouped_model():
 def test_a_cpu_model_serves_with_the_gqa_attention_unless_eager_was_asked_for():
     assert tiny_lm().base.config._attn_implementation == NAME
     assert tiny_lm(attn="eager").base.config._attn_implementation == "eager"
+
+
+@pytest.mark.parametrize("queries", [1, 3, 8])
+def test_short_queries_take_the_grouped_matmuls_and_give_sdpa_numbers(queries):
+    """Up to DECODE_QUERIES query tokens run as batched matmuls over the grouped heads: the same output
+    as SDPA, with a mask that hides a different run of history slots from each chat."""
+    from torch.nn.functional import scaled_dot_product_attention
+
+    from detente.policies.attention import DECODE_QUERIES, gqa_sdpa_attention
+
+    assert queries <= DECODE_QUERIES
+    torch.manual_seed(1)
+    B, H, KV, S, D = 2, 6, 2, 40, 8
+    query, key, value = torch.randn(B, H, queries, D), torch.randn(B, KV, S, D), torch.randn(B, KV, S, D)
+    hidden = torch.zeros(B, 1, queries, S, dtype=torch.bool)
+    hidden[0, ..., 5:9] = True
+    hidden[1, ..., 30:] = True
+    mask = torch.zeros(B, 1, queries, S).masked_fill(hidden, torch.finfo(torch.float32).min)
+    module = torch.nn.Module().eval()
+    out, _ = gqa_sdpa_attention(module, query, key, value, mask, scaling=0.3)
+    expected = scaled_dot_product_attention(query, key, value, attn_mask=mask, scale=0.3, enable_gqa=True)
+    torch.testing.assert_close(out, expected.transpose(1, 2), rtol=1e-5, atol=1e-6)

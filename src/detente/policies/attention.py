@@ -11,6 +11,12 @@ numbers from the shared heads directly. transformers uses it only without a mask
 kernels would fall back to the slow math path; on CPU the masked GQA kernel is fast, so detente
 registers this function as the attention implementation :data:`NAME` for models on the CPU.
 
+For a forward of a few query tokens per chat (:data:`DECODE_QUERIES` or fewer: a decode step, a
+short choice), SDPA's CPU kernel is slower than plain batched matmuls. There the query heads of a
+group are stacked as rows against their one key/value head, ``(B, KV, G*Q, D) @ (B, KV, D, S)``,
+which reads each cached key and value once for all of them: 0.56x SDPA's time at a 4500-token
+history, batch 2, one query token, on 2 cores (docs/PERFORMANCE.md).
+
 The function follows transformers' attention-function interface (``AttentionInterface``): it gets
 ``query (B, H, Q, D)``, ``key`` / ``value (B, KV, S, D)`` and an additive mask ``(B, 1, Q, S)`` or
 None, and returns the output as ``(B, Q, H, D)`` and no attention weights.
@@ -26,6 +32,24 @@ import torch.nn.functional as F
 NAME = "detente_sdpa_gqa"
 """The attention implementation name this module registers with transformers."""
 
+DECODE_QUERIES = 8
+"""Up to this many query tokens per chat (with a mask, or one token), attention runs as batched matmuls."""
+
+
+def grouped_matmul_attention(query: torch.Tensor, key: torch.Tensor, value: torch.Tensor,
+                             mask: torch.Tensor | None, scale: float) -> torch.Tensor:
+    """``softmax(Q K^T * scale + mask) V`` for ``query (B, H, Q, D)``, ``key``/``value (B, KV, S, D)``
+    and an additive ``mask (B, 1, Q, S)``; returns ``(B, H, Q, D)``. The G = H / KV query heads of a
+    group are the rows of one matmul against their key/value head."""
+    B, H, Q, D = query.shape
+    KV, S = key.shape[1], key.shape[2]
+    G = H // KV
+    scores = torch.matmul(query.reshape(B, KV, G * Q, D), key.transpose(-1, -2)) * scale  # (B, KV, G*Q, S)
+    if mask is not None:
+        scores = (scores.view(B, KV, G, Q, S) + mask[:, None]).view(B, KV, G * Q, S)
+    weights = torch.softmax(scores.float(), dim=-1).to(value.dtype)
+    return torch.matmul(weights, value).view(B, H, Q, D)
+
 
 def gqa_sdpa_attention(
     module: torch.nn.Module,
@@ -40,10 +64,16 @@ def gqa_sdpa_attention(
     """``softmax(Q K^T * scaling + mask) V`` with key/value head ``j`` serving query heads
     ``j*G .. (j+1)*G - 1``, G = H / KV (the layout ``repeat_kv`` would have built)."""
     mask = None if attention_mask is None else attention_mask[:, :, :, : key.shape[-2]]
+    Q = query.shape[2]
+    dropout = dropout if module.training else 0.0
+    if Q <= DECODE_QUERIES and (mask is not None or Q == 1) and dropout == 0.0:
+        scale = scaling if scaling is not None else query.shape[-1] ** -0.5
+        out = grouped_matmul_attention(query, key, value, mask, scale)
+        return out.transpose(1, 2).contiguous(), None
     out = F.scaled_dot_product_attention(
         query, key, value,
         attn_mask=mask,
-        dropout_p=dropout if module.training else 0.0,
+        dropout_p=dropout,
         scale=scaling,
         is_causal=mask is None and query.shape[2] > 1,
         enable_gqa=key.shape[1] != query.shape[1],

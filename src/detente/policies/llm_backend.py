@@ -18,9 +18,10 @@ the CPU, the variant in :mod:`detente.policies.attention`) or ``eager``, a
 decoder with standard attention layers, and chats shorter than any sliding
 window (the mask does not apply one).
 
-Follows the layout of transformers' ``DynamicCache`` (per layer, keys and
-values shaped ``(batch, kv_heads, seq, head_dim)``) and peft's multi-adapter
-API (``add_adapter`` / ``set_adapter`` / ``disable_adapter``).
+The stacked cache grows in place (:mod:`detente.policies.growing_cache`): a forward writes its
+new keys/values into spare room instead of copying the history. Keys and values follow the
+layout of transformers' caches (per layer ``(batch, kv_heads, seq, head_dim)``); adapters follow
+peft's multi-adapter API (``add_adapter`` / ``set_adapter`` / ``disable_adapter``).
 """
 
 from __future__ import annotations
@@ -37,6 +38,7 @@ import torch
 
 from detente.atomic import atomic_dir
 from detente.policies.attention import use_gqa_attention
+from detente.policies.growing_cache import GrowingLayer, growing_cache
 
 log = logging.getLogger(__name__)
 
@@ -412,8 +414,6 @@ class PackedBatch:
     """Several chats advanced together over one stacked key/value cache (see the module doc)."""
 
     def __init__(self, model: Any, pasts: Sequence[KV | None], pad_id: int = 0) -> None:
-        from transformers import DynamicCache
-
         self.model = model
         self.pad_id = pad_id
         param = next(model.parameters())
@@ -425,14 +425,13 @@ class PackedBatch:
         self.visible = torch.zeros(B, S, dtype=torch.bool, device=self.device)
         """``visible[b, s]``: cache slot s holds a real token of chat b."""
         if S == 0:
-            self.cache = DynamicCache()
+            self.cache = growing_cache()
             return
         template = next(p for p in pasts if p is not None)
         data = []
         for layer, (k0, v0) in enumerate(template.layers):
-            H, _, D = k0.shape  # kv heads, -, head dim
-            keys = torch.zeros(B, H, S, D, dtype=k0.dtype, device=self.device)
-            values = torch.zeros(B, v0.shape[0], S, v0.shape[2], dtype=v0.dtype, device=self.device)
+            keys = GrowingLayer.buffer((B, k0.shape[0], S, k0.shape[2]), S, k0)
+            values = GrowingLayer.buffer((B, v0.shape[0], S, v0.shape[2]), S, v0)
             for b, past in enumerate(pasts):
                 if past is not None and past.length:
                     k, v = past.layers[layer]
@@ -441,7 +440,7 @@ class PackedBatch:
             data.append((keys, values))
         for b, length in enumerate(self.lengths):
             self.visible[b, :length] = True
-        self.cache = DynamicCache(ddp_cache_data=data)
+        self.cache = growing_cache(data, S)
 
     def step(self, queries: Sequence[Query | None]) -> list[torch.Tensor]:
         """One forward of every chat's query tree; returns per chat the float32 logits ``(len(want), V)``."""
@@ -498,10 +497,18 @@ class PackedBatch:
         return per_chat
 
     def caches(self) -> list[KV]:
-        """Each chat's cache, compacted to its real tokens."""
+        """Each chat's cache, compacted to its real tokens: a gathered copy, or for a batch of one chat
+        whose tokens fill one run of slots, a view of the batch's cache (no copy; a view into a batch
+        of several chats would keep all their keys and values alive)."""
         result = []
+        layers = self.cache.layers
+        alone = self.visible.shape[0] == 1
         for b in range(self.visible.shape[0]):
             index = self.visible[b].nonzero().squeeze(1)
-            layers = self.cache.layers
-            result.append(KV([(layer.keys[b][:, index], layer.values[b][:, index]) for layer in layers]))
+            if alone and len(index) and int(index[-1] - index[0]) + 1 == len(index):
+                run = slice(int(index[0]), int(index[-1]) + 1)
+                result.append(KV([(layer.keys[b][:, run], layer.values[b][:, run]) for layer in layers]))
+            else:
+                result.append(KV([(layer.keys[b].index_select(1, index),
+                                   layer.values[b].index_select(1, index)) for layer in layers]))
         return result

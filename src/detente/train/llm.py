@@ -150,7 +150,7 @@ class LLMTrainer:
         self.game_factory = lambda: make_game(config.game.name, **config.game.params)
         probe = self.game_factory()
         self.game_scale = probe.reward_scale
-        self.reward_scale = config.credit.reward_scale or probe.reward_scale
+        """The game's reward constant (c of SPEC 3 when a config sets none)."""
         agent = config.agent
         self.lm = lm or LoRAModel.load(agent.model, lora_r=agent.lora_r, lora_alpha=agent.lora_alpha)
         if LEARNER not in self.lm.adapters:
@@ -225,6 +225,15 @@ class LLMTrainer:
             self.buffer.add(self.iteration)
         return line
 
+    @property
+    def reward_scale(self) -> float:
+        """c of SPEC 3 for the main learner."""
+        return self.reward_scale_of(self.config)
+
+    def reward_scale_of(self, config: RunConfig) -> float:
+        """c of SPEC 3 for a learner of ``config``: its ``credit.reward_scale``, else the game's."""
+        return config.credit.reward_scale or self.game_scale
+
     def _train_on(self, trained: TrainedAdapter, rows: Sequence[tuple[int, Seat]],
                   seatings: Sequence[Seating], rollout: RolloutResult, stats: Counter[str]) -> dict[str, Any]:
         """Credit, loss and step of ``trained`` on the rows where it sat; its figures (``stats``: the
@@ -233,8 +242,8 @@ class LLMTrainer:
         mine = [(slot, seat) for slot, seat in rows if seatings[slot].players[seat] is trained.policy]
         # ---- ALGORITHM: credit per trained seat and round (the only algorithm-specific step),
         # with this adapter's own credit rule; agent 2 is whoever sat in the other seat
-        scale = trained.config.credit.reward_scale or self.game_scale
-        C, _ = round_credit(trained.config, [e.game for e in episodes], mine, scale)
+        C, _ = round_credit(trained.config, [e.game for e in episodes], mine,
+                            self.reward_scale_of(trained.config))
         # ---- the SPEC 3 loss on this adapter's steps
         chats = [rollout.learner_chats[row] for row in mine]
         batches = trained.term_batches(chats, C)
