@@ -56,8 +56,8 @@ def test_a_decode_step_writes_in_place_and_growth_is_rare():
 
 
 def test_packed_batch_caches_grow_in_place_across_steps():
-    """A packed batch over two chats of different lengths keeps one buffer per layer while it decodes, and
-    the per-chat caches it hands back equal a fresh forward of each chat."""
+    """A packed batch over two chats of different lengths keeps one buffer per layer while it decodes; the
+    per-chat caches it hands back, once, equal a fresh forward of each chat."""
     model = tiny_model()
     chats = [list(range(5, 30)), list(range(40, 52))]
     with torch.no_grad():
@@ -68,7 +68,10 @@ def test_packed_batch_caches_grow_in_place_across_steps():
         for token in (7, 8, 9):
             batch.step([Query.chain([token]), Query.chain([token])])
         assert {layer._keys.data_ptr() for layer in batch.cache.layers} == pointers
-        for chat, kv in zip(chats, batch.caches(), strict=True):
+        kvs = batch.caches()
+        with pytest.raises(RuntimeError, match="already taken"):  # the batch released its cache
+            batch.step([Query.chain([1]), Query.chain([1])])
+        for chat, kv in zip(chats, kvs, strict=True):
             full = model(input_ids=torch.tensor([[*chat, 7, 8, 9]]), use_cache=True).past_key_values
             for (k, v), layer in zip(kv.layers, full.layers, strict=True):
                 torch.testing.assert_close(k, layer.keys[0], rtol=1e-5, atol=1e-5)

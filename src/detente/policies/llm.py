@@ -488,7 +488,7 @@ class LLMPolicy(Policy):
 
     def _score(self, model: Any, jobs: list[_Job]) -> None:
         """Answer choices/proposals: per step, one packed forward scores every candidate of every chat."""
-        batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
+        batch = self._batch(model, jobs)
         for s in range(max(len(job.steps) for job in jobs)):
             # 1. force the step's fixed tokens, then hang its candidates off each chat as a tree
             trees: list[CandidateTree | None] = []
@@ -596,7 +596,7 @@ class LLMPolicy(Policy):
     # -- messages ----------------------------------------------------------------
     def _write(self, model: Any, jobs: list[_Job]) -> None:
         """Sample messages token by token, all chats of the chunk together."""
-        batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
+        batch = self._batch(model, jobs)
         limits = [self._message_limit(job.decision.spec) for job in jobs]
         generated: list[list[int]] = [[] for _ in jobs]
         active = [True] * len(jobs)
@@ -691,6 +691,14 @@ class LLMPolicy(Policy):
             self.stats["shared_tokens"] += (end - start) * (len(group) - 1)
             self._share(model, group, end, batch.caches()[0])
 
+
+    def _batch(self, model: Any, jobs: list[_Job]) -> PackedBatch:
+        """The packed batch of the jobs' chats. It holds their caches now (the chats get them back
+        from :meth:`_keep`), so their own copies are dropped at once instead of living beside it."""
+        batch = PackedBatch(model, [self._past(job.chat) for job in jobs], self._pad_id)
+        for job in jobs:
+            job.chat.kv = None
+        return batch
 
     def _past(self, chat: Chat) -> KV | None:
         """The chat's cache, cropped so at least its last token is fed again (its logits are needed)."""

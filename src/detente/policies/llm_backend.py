@@ -444,6 +444,8 @@ class PackedBatch:
 
     def step(self, queries: Sequence[Query | None]) -> list[torch.Tensor]:
         """One forward of every chat's query tree; returns per chat the float32 logits ``(len(want), V)``."""
+        if self.cache is None:
+            raise RuntimeError("this packed batch's caches were already taken")
         B = len(queries)
         queries = [q if q is not None and q.tokens else Query([self.pad_id], [-1], 0, []) for q in queries]
         Q = max(len(q.tokens) for q in queries)  # query tokens per chat, padded
@@ -499,16 +501,26 @@ class PackedBatch:
     def caches(self) -> list[KV]:
         """Each chat's cache, compacted to its real tokens: a gathered copy, or for a batch of one chat
         whose tokens fill one run of slots, a view of the batch's cache (no copy; a view into a batch
-        of several chats would keep all their keys and values alive)."""
-        result = []
-        layers = self.cache.layers
-        alone = self.visible.shape[0] == 1
-        for b in range(self.visible.shape[0]):
-            index = self.visible[b].nonzero().squeeze(1)
-            if alone and len(index) and int(index[-1] - index[0]) + 1 == len(index):
-                run = slice(int(index[0]), int(index[-1]) + 1)
-                result.append(KV([(layer.keys[b][:, run], layer.values[b][:, run]) for layer in layers]))
-            else:
-                result.append(KV([(layer.keys[b].index_select(1, index),
-                                   layer.values[b].index_select(1, index)) for layer in layers]))
-        return result
+        of several chats would keep all their keys and values alive).
+
+        The batch's own cache is released layer by layer as the copies are made, so the two exist
+        side by side for one layer only; this is the batch's last use."""
+        if self.cache is None:
+            raise RuntimeError("this packed batch's caches were already taken")
+        B = self.visible.shape[0]
+        indices = [self.visible[b].nonzero().squeeze(1) for b in range(B)]
+        runs = [slice(int(index[0]), int(index[-1]) + 1)
+                if B == 1 and len(index) and int(index[-1] - index[0]) + 1 == len(index) else None
+                for index in indices]
+        layers: list[list[tuple[torch.Tensor, torch.Tensor]]] = [[] for _ in range(B)]
+        cache_layers = self.cache.layers
+        for i, layer in enumerate(cache_layers):
+            for b, (index, run) in enumerate(zip(indices, runs, strict=True)):
+                if run is not None:
+                    layers[b].append((layer.keys[b][:, run], layer.values[b][:, run]))
+                else:
+                    layers[b].append((layer.keys[b].index_select(1, index),
+                                      layer.values[b].index_select(1, index)))
+            cache_layers[i] = None  # this layer's stacked keys/values go now
+        self.cache = None
+        return [KV(chat_layers) for chat_layers in layers]
