@@ -6,7 +6,8 @@ Usage::
     python benchmarks/rollout_memory.py --games 16 --rounds 10
 
 It loads the model with the main job's LoRA adapter, returns freed heap memory to the system
-(``malloc_trim``), then samples the process's RSS every 20 ms while the games are played, and prints
+(``malloc_trim``), then samples the process's RSS while the games are played (the bench's
+:class:`detente.bench.measure.PeakMemory`), and prints
 the RSS before, the peak during the rollout, and the RSS after it once freed memory is returned
 again. The difference between the peak and the last figure is what the rollout held at its peak
 (live tensors and heap that glibc had not yet returned).
@@ -17,29 +18,20 @@ from __future__ import annotations
 import argparse
 import ctypes
 import gc
-import os
-import threading
-import time
 
+import torch
+
+from detente.bench.measure import MIB, PeakMemory, rss_bytes
 from detente.games import make_game
 from detente.policies.llm import LLMPolicy
 from detente.policies.llm_backend import LoRAModel
 from detente.rollout.play import play
 
-MIB = 2**20
-PAGE = os.sysconf("SC_PAGE_SIZE")
-
-
-def rss() -> int:
-    """This process's resident set size in bytes (Linux: /proc/self/statm)."""
-    with open("/proc/self/statm") as statm:
-        return int(statm.read().split()[1]) * PAGE
-
 
 def trimmed_rss() -> int:
     gc.collect()
     ctypes.CDLL("libc.so.6").malloc_trim(0)
-    return rss()
+    return rss_bytes()
 
 
 def main() -> None:
@@ -50,24 +42,14 @@ def main() -> None:
     lm = LoRAModel.load("smollm2", lora_r=8, lora_alpha=16)
     lm.add_adapter("learner")
     before = trimmed_rss()
-    peak, done = [before], threading.Event()
-
-    def sample() -> None:
-        while not done.is_set():
-            peak[0] = max(peak[0], rss())
-            time.sleep(0.02)
-
-    sampler = threading.Thread(target=sample, daemon=True)
-    sampler.start()
     policy = LLMPolicy(lm, "learner")
-    play([make_game("ipd", n_rounds=args.rounds) for _ in range(args.games)],
-         [(policy, policy)] * args.games, range(args.games))
-    done.set()
-    sampler.join()
+    with PeakMemory(torch.device("cpu")) as rollout:
+        play([make_game("ipd", n_rounds=args.rounds) for _ in range(args.games)],
+             [(policy, policy)] * args.games, range(args.games))
     policy.end()
     after = trimmed_rss()
     print(f"{args.games} IPD games of {args.rounds} rounds: RSS before {before / MIB:.0f} MiB, "
-          f"peak during the rollout {peak[0] / MIB:.0f} MiB, "
+          f"peak during the rollout {before / MIB + rollout.mib:.0f} MiB, "
           f"after (freed memory returned) {after / MIB:.0f} MiB")
 
 
