@@ -75,7 +75,7 @@ def gqa_sdpa_attention(
         attn_mask=mask,
         dropout_p=dropout,
         scale=scaling,
-        is_causal=mask is None and query.shape[2] > 1,
+        is_causal=mask is None and Q > 1,
         enable_gqa=key.shape[1] != query.shape[1],
     )
     return out.transpose(1, 2).contiguous(), None
