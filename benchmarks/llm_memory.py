@@ -16,21 +16,8 @@ from __future__ import annotations
 
 import argparse
 import gc
-import resource
 import sys
 from pathlib import Path
-
-MIB = 1024 * 1024
-
-
-def rss_bytes() -> int:
-    """Current resident set size (Linux /proc), else the peak from getrusage."""
-    statm = Path("/proc/self/statm")
-    if statm.exists():
-        import os
-
-        return int(statm.read_text().split()[1]) * os.sysconf("SC_PAGE_SIZE")
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
 
 
 def load(name: str, lora_r: int, lora_alpha: int):
@@ -54,6 +41,7 @@ def main() -> None:
 
     import torch
 
+    from detente.bench.measure import MIB, rss_bytes
     from detente.policies.llm import LLMPolicy
 
     start_rss = rss_bytes()

@@ -11,7 +11,7 @@ backward with a LoRA adapter, three ways, each in a fresh child process so that
 each peak is its own:
 
 * ``full``: ``model(...).logits[action]``, the (M, L, V) logits of every position;
-* ``action``: :func:`detente.train.llm.action_logits`, lm_head on the action
+* ``action``: :func:`detente.policies.llm_backend.decoder_forward`, the head on the action
   positions' hidden states only (what the trainer does).
 * ``checkpointing``: ``action`` with transformers' gradient checkpointing
   (``train.gradient_checkpointing: true``).
@@ -32,25 +32,17 @@ import sys
 import time
 from pathlib import Path
 
-MIB = 1024 * 1024
 WAYS = ("full", "action", "checkpointing")
-
-
-def peak_rss_bytes() -> int:
-    """The process's peak resident memory since the last reset (``VmHWM`` in /proc/self/status)."""
-    for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmHWM:"):
-            return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmHWM in /proc/self/status (Linux only)")
 
 
 def measure(args: argparse.Namespace) -> dict[str, float]:
     import torch
 
     sys.path.insert(0, str(Path(__file__).resolve().parent))
-    from llm_memory import load, rss_bytes
+    from llm_memory import load
 
-    from detente.train.llm import action_logits
+    from detente.bench.measure import MIB, peak_rss_bytes, rss_bytes
+    from detente.policies.llm_backend import decoder_forward
 
     torch.manual_seed(0)
     lm = load(args.model, 8, 16)
@@ -69,7 +61,8 @@ def measure(args: argparse.Namespace) -> dict[str, float]:
         if args.way == "full":
             logits = model(input_ids=ids, attention_mask=attention).logits[action]
         else:
-            logits = action_logits(model, ids, attention, action)
+            hidden, head, _ = decoder_forward(model, input_ids=ids, attention_mask=attention, use_cache=False)
+            logits = head(hidden[action])  # the head only where a loss term reads
         logp = torch.log_softmax(logits.float(), dim=-1)
         targets = ids.roll(-1, dims=1)[action]
         chosen = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)

@@ -67,10 +67,21 @@ class PeakMemory:
 
 def rss_bytes() -> int:
     """The process's resident set size now (``VmRSS`` in ``/proc/self/status``)."""
+    return _status_bytes("VmRSS")
+
+
+def peak_rss_bytes() -> int:
+    """The process's peak resident set size (``VmHWM`` in ``/proc/self/status``); writing ``5`` to
+    ``/proc/self/clear_refs`` resets it to the current size."""
+    return _status_bytes("VmHWM")
+
+
+def _status_bytes(field: str) -> int:
+    """A size field of ``/proc/self/status`` (Linux), given there in kB, in bytes."""
     for line in Path("/proc/self/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
+        if line.startswith(f"{field}:"):
             return int(line.split()[1]) * 1024
-    raise RuntimeError("no VmRSS in /proc/self/status")
+    raise RuntimeError(f"no {field} in /proc/self/status (Linux only)")
 
 
 def machine(device: torch.device, dtype: torch.dtype, model: str, parameters: int) -> dict[str, Any]:
