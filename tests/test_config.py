@@ -1,8 +1,11 @@
 """Config files: strict validation with one readable line per mistake."""
 
+from importlib import resources
+from pathlib import Path
+
 import pytest
 
-from detente.config import ConfigError, dump_config, load_config
+from detente.config import ConfigError, ContrastJob, dump_config, load_config, load_job, preset_path
 
 
 def test_defaults_validate_and_round_trip(tmp_path):
@@ -126,3 +129,18 @@ def test_a_learner_coplayer_that_does_not_fit_stops_in_one_line(tmp_path, second
         load_config(tmp_path / "main.yaml", overrides)
     assert message in str(info.value)
     assert "\n" not in str(info.value)
+
+
+
+SHIPPED = sorted(Path(str(resources.files("detente") / "configs")).glob("*.yaml"))
+BASES = {"paper_llm"}
+"""Presets that only hold shared settings for others to extend (no ``name`` of their own)."""
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=[path.stem for path in SHIPPED])
+def test_every_shipped_preset_loads_and_runs_under_its_file_name(path):
+    job = load_job(path)
+    if isinstance(job, ContrastJob):
+        assert all(preset_path(run.name).exists() for run in job.runs.values())
+    elif path.stem not in BASES:
+        assert job.name == path.stem
