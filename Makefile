@@ -7,6 +7,11 @@ BIN     = $(VENV)/bin
 CORE    = $(VENV)/.detente-core
 LLM     = $(VENV)/.detente-llm
 FULL    = $(VENV)/.detente-full
+ALLOC   = $(VENV)/.detente-alloc
+# tcmalloc hands the update's freed activations back to the system, where glibc's malloc keeps them:
+# the main job peaks at about 1.8 GB instead of 3.3, same figures (docs/PERFORMANCE.md, "Memory")
+FIND_TCMALLOC = ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 \
+  /usr/local/lib/libtcmalloc_minimal.so.4 2>/dev/null | head -n 1
 
 .PHONY: demo quick test test-slow lint clean
 
@@ -32,9 +37,18 @@ $(FULL): $(LLM)
 	$(BIN)/pip uninstall --quiet -y torchvision torchaudio torchcodec
 	touch $(FULL)
 
+# optional: tcmalloc (Debian/Ubuntu package libtcmalloc-minimal4), installed once where apt-get needs no password
+$(ALLOC): | $(LLM)
+	@[ -n "$$($(FIND_TCMALLOC))" ] || { sudo=$$([ "$$(id -u)" -eq 0 ] || echo "sudo -n"); \
+	  command -v apt-get >/dev/null && $$sudo env DEBIAN_FRONTEND=noninteractive sh -c \
+	  'apt-get update -qq && apt-get install -y -qq libtcmalloc-minimal4' >/dev/null 2>&1; } || true
+	touch $(ALLOC)
+
 # the main job: naive RL and Advantage Alignment on the IPD with the embedded SmolLM2, side by side (CPU)
-demo: $(LLM)
-	$(BIN)/detente train --overwrite
+demo: $(LLM) $(ALLOC)
+	@lib=$$($(FIND_TCMALLOC)); \
+	[ -n "$$lib" ] || echo "note: no tcmalloc (apt install libtcmalloc-minimal4): peak memory ~3.5 GB instead of ~1.8"; \
+	LD_PRELOAD="$$lib$${LD_PRELOAD:+:$$LD_PRELOAD}" $(BIN)/detente train --overwrite
 
 # a two-minute look: the tabular IPD experiment, core install only
 quick: $(CORE)
