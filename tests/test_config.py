@@ -131,7 +131,6 @@ def test_a_learner_coplayer_that_does_not_fit_stops_in_one_line(tmp_path, second
     assert "\n" not in str(info.value)
 
 
-
 SHIPPED = sorted(Path(str(resources.files("detente") / "configs")).glob("*.yaml"))
 BASES = {"paper_llm"}
 """Presets that only hold shared settings for others to extend (no ``name`` of their own)."""
