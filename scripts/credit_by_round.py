@@ -7,7 +7,8 @@ Usage::
     python scripts/credit_by_round.py --cooperate 0.5       # history-blind play, every decision
 
 Noisy tit-for-tat plays self-play batches shaped like the main job's (8 games of the 6-round IPD,
-both seats' rows in one leave-one-out batch): it opens with A (cooperate) with probability 0.9,
+both seats' rows in one leave-one-out batch, where the two seats of a game stay out of each
+other's baseline): it opens with A (cooperate) with probability 0.9,
 then copies the other's last move but plays the other action with probability ``--noise``. The
 credit of every decision comes from :func:`detente.credit.advantage_alignment_credit` on rewards
 divided by 5, exactly as the trainer computes it. For each round t >= 2 the script prints the
@@ -66,7 +67,8 @@ def defect_minus_cooperate(beta: float, args: argparse.Namespace) -> list[float]
         rows = [(moves, seat) for moves in games for seat in (0, 1)]
         r1 = torch.tensor([[PAYOFFS[own_view(m, seat)][0] / 5 for m in moves] for moves, seat in rows])
         r2 = torch.tensor([[PAYOFFS[own_view(m, seat)][1] / 5 for m in moves] for moves, seat in rows])
-        A1, A2 = advantages(r1, args.gamma), advantages(r2, args.gamma)
+        episode = torch.tensor([game for game in range(len(games)) for _ in (0, 1)])  # rows of one game
+        A1, A2 = advantages(r1, args.gamma, episode=episode), advantages(r2, args.gamma, episode=episode)
         C = advantage_alignment_credit(A1, A2, args.gamma, beta)  # (B, T)
         for b, (moves, seat) in enumerate(rows):
             for t in range(first, args.rounds):

@@ -88,6 +88,23 @@ def test_leave_one_out_with_mask() -> None:
     close(leave_one_out_baseline(G, mask=mask), [[0, 2, 6], [-3, -2, 0], [3, 0, 0]])
 
 
+def test_leave_one_out_leaves_out_the_other_seat_of_the_same_game() -> None:
+    # rows 0, 1 are the two seats of game 7, rows 2, 3 those of game 9: each row's baseline is the
+    # mean of the other game's two rows only
+    # row 0: (G2+G3)/2 = [1, 2, 3] -> A = [0, 0, 0];    row 1: A = [3-1, 2-2, 1-3] = [2, 0, -2]
+    # row 2: (G0+G1)/2 = [2, 2, 2] -> A = [-2, -2, 4];  row 3: A = [0, 2, -2]
+    episode = torch.tensor([7, 7, 9, 9])
+    A = leave_one_out_baseline(t(G4), episode=episode)
+    close(A, [[0, 0, 0], [2, 0, -2], [-2, -2, 4], [0, 2, -2]])
+    # one game per row: the plain leave-one-out
+    close(leave_one_out_baseline(t(G4), episode=torch.arange(4)), leave_one_out_baseline(t(G4)))
+    # in groups of two rows that are different games, nothing is left out beyond the row itself
+    close(leave_one_out_baseline(t(G4), group_size=2, episode=torch.tensor([0, 1, 0, 1])),
+          leave_one_out_baseline(t(G4), group_size=2))
+    with pytest.raises(ValueError, match="episode must be"):
+        leave_one_out_baseline(t(G4), episode=torch.tensor([0, 1]))
+
+
 def test_advantages_is_returns_then_leave_one_out() -> None:
     # = test_discounted_returns_by_hand followed by test_leave_one_out_two_games_is_difference
     close(advantages(t([[1, 0, 2], [0, 1, 1]]), gamma=0.5), [[0.75, -0.5, 1.0], [-0.75, 0.5, -1.0]])

@@ -273,6 +273,27 @@ def test_round_credit_maps_seats_scales_rewards_and_takes_A2_from_the_coplayers_
     assert float(expected.abs().min()) > 0
 
 
+def test_round_credit_leaves_the_other_seat_of_the_same_game_out_of_the_baseline():
+    """Self-play with both seats trained and the whole-batch baseline (the main job's layout): what
+    the other seat of a row's own game got must not move the row's advantage, since that return
+    depends on the row's own actions (SPEC 3: the mean runs over the other games)."""
+    from types import SimpleNamespace
+
+    cfg = config("credit.group_baseline=false", "credit.algorithm=naive")
+    rows = [(slot, seat) for slot in range(3) for seat in (0, 1)]
+
+    def credit_with(game0_seat1: float) -> torch.Tensor:
+        rewards = [[(3.0, game0_seat1)], [(5.0, 0.0)], [(1.0, 1.0)]]  # per game: (seat 0, seat 1) per round
+        games = [SimpleNamespace(round_rewards=r, n_rounds=1) for r in rewards]
+        C, _ = round_credit(cfg, games, rows, reward_scale=1.0)
+        return C[:, 0]
+
+    # row (game 0, seat 0): 3 - mean(5, 0, 1, 1) = 1.25, whatever game 0's seat 1 got
+    assert credit_with(3.0)[0].item() == credit_with(0.0)[0].item() == 1.25
+    # the other games' rows still count it: row (game 1, seat 0) is 5 - mean(3, 3, 1, 1) = 3
+    assert credit_with(3.0)[2].item() == 3.0
+
+
 # --------------------------------------------------------------------------
 # Opponent buffer: one trained seat per group, a bounded resident set
 # --------------------------------------------------------------------------

@@ -47,7 +47,8 @@ def discounted_returns(r: Tensor, gamma: float, mask: Tensor | None = None) -> T
     return G
 
 
-def leave_one_out_baseline(G: Tensor, group_size: int | None = None, mask: Tensor | None = None) -> Tensor:
+def leave_one_out_baseline(G: Tensor, group_size: int | None = None, mask: Tensor | None = None,
+                           episode: Tensor | None = None) -> Tensor:
     """Advantage against the other games of the group: ``A^i_t = G^i_t - mean_{j != i} G^j_t``.
 
     Groups are consecutive blocks of ``group_size`` (K) rows that share the
@@ -55,6 +56,13 @@ def leave_one_out_baseline(G: Tensor, group_size: int | None = None, mask: Tenso
     IPD has no environment randomness). With a ``mask``, the mean runs over
     the other games still playing at ``t`` (baseline 0 when there is none) and
     ``A`` is 0 on padding.
+
+    ``episode``: optional (B,) integer label of the game each row comes from, for
+    batches that hold both seats of a game. Rows of one game stay out of each
+    other's baseline (``j`` runs over the other *games*): the other seat's return
+    depends on this row's actions, so counting it would bias the gradient (a
+    defection lowers the other's return, hence one's own baseline). None: every
+    row its own game.
 
     ``G``: (B, T) returns. Returns ``A``: (B, T).
     """
@@ -67,19 +75,36 @@ def leave_one_out_baseline(G: Tensor, group_size: int | None = None, mask: Tenso
         raise ValueError(f"batch of {B} games is not divisible by group size {K}")
     m = torch.ones_like(G) if mask is None else _check_mask(mask, G).to(G.dtype)
     G = G * m
+    own_sum, own_count = G, m  # (B, T): the row's own game, left out of its baseline
+    if episode is not None:
+        own_sum, own_count = _episode_sums(G, m, episode, K)
     G_groups = G.reshape(B // K, K, T)  # (B/K, K, T)
     m_groups = m.reshape(B // K, K, T)  # (B/K, K, T)
-    others_sum = G_groups.sum(dim=1, keepdim=True) - G_groups  # (B/K, K, T)
-    others_count = m_groups.sum(dim=1, keepdim=True) - m_groups  # (B/K, K, T)
+    others_sum = G_groups.sum(dim=1, keepdim=True) - own_sum.reshape(B // K, K, T)  # (B/K, K, T)
+    others_count = m_groups.sum(dim=1, keepdim=True) - own_count.reshape(B // K, K, T)  # (B/K, K, T)
     baseline = others_sum / others_count.clamp(min=1)  # (B/K, K, T)
     return ((G_groups - baseline) * m_groups).reshape(B, T)
 
 
+def _episode_sums(G: Tensor, m: Tensor, episode: Tensor, K: int) -> tuple[Tensor, Tensor]:
+    """(B, T) sums of ``G`` and of ``m`` over the rows of each row's game in its group (itself included)."""
+    B = G.shape[0]
+    if episode.shape != (B,):
+        raise ValueError(f"episode must be a ({B},) tensor of game labels, got shape {tuple(episode.shape)}")
+    group = torch.arange(B, device=episode.device) // K  # (B,)
+    _, index = torch.unique(torch.stack([group, episode]), dim=1, return_inverse=True)  # (B,): 0..E-1
+    E = int(index.max()) + 1  # distinct (group, game) pairs
+    sums = G.new_zeros(E, G.shape[1]).index_add_(0, index, G)  # (E, T)
+    counts = m.new_zeros(E, m.shape[1]).index_add_(0, index, m)  # (E, T)
+    return sums[index], counts[index]
+
+
 def advantages(
-    r: Tensor, gamma: float, group_size: int | None = None, mask: Tensor | None = None
+    r: Tensor, gamma: float, group_size: int | None = None, mask: Tensor | None = None,
+    episode: Tensor | None = None,
 ) -> Tensor:
     """``A = leave_one_out_baseline(discounted_returns(r, gamma))``: (B, T) rewards to (B, T) advantages."""
-    return leave_one_out_baseline(discounted_returns(r, gamma, mask), group_size, mask)
+    return leave_one_out_baseline(discounted_returns(r, gamma, mask), group_size, mask, episode)
 
 
 def naive_credit(A1: Tensor) -> Tensor:
@@ -138,15 +163,17 @@ def pair_credit(
     beta: float,
     group_size: int | None = None,
     mask: Tensor | None = None,
+    episode: Tensor | None = None,
 ) -> Tensor:
     """Credit ``C`` (B, T) of agent 1 from both agents' scaled rewards ``r1``, ``r2`` (B, T).
 
     ``A^1 = advantages(r1)`` and ``A^2 = advantages(r2)``, each agent's own rewards through the
-    same leave-one-out blocks of ``group_size`` rows (None: the whole batch), then
-    ``C = credit(algorithm, A^1, A^2)``. Row b of ``r2`` is the co-player of row b of ``r1``.
+    same leave-one-out blocks of ``group_size`` rows (None: the whole batch; ``episode`` labels
+    rows of one game, see :func:`leave_one_out_baseline`), then ``C = credit(algorithm, A^1, A^2)``.
+    Row b of ``r2`` is the co-player of row b of ``r1``.
     """
-    A1 = advantages(r1, gamma, group_size, mask)
-    A2 = advantages(r2, gamma, group_size, mask)
+    A1 = advantages(r1, gamma, group_size, mask, episode)
+    A2 = advantages(r2, gamma, group_size, mask, episode)
     return credit(algorithm, A1, A2, gamma=gamma, beta=beta)
 
 

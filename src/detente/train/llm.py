@@ -112,7 +112,8 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
 
     Agent 1 is the row's seat, agent 2 the other seat of the same game (whoever sat there: the
     live learner, a past checkpoint, a fixed co-player); both advantages use the same
-    leave-one-out blocks (SPEC 3).
+    leave-one-out blocks (SPEC 3), in which the two seats of one game never count in each
+    other's baseline.
     """
     R, T = len(rows), max(games[slot].n_rounds for slot, _ in rows)  # R rows, T rounds at most
     r1 = torch.zeros(R, T, dtype=torch.float64)
@@ -125,8 +126,9 @@ def round_credit(config: RunConfig, games: Sequence[Game], rows: Sequence[tuple[
         r2[i, :n] = rewards[:, other(seat)] / reward_scale
         mask[i, :n] = True
     c = config.credit
+    episode = torch.tensor([slot for slot, _ in rows])  # (R,) the game of each row
     C = pair_credit(r1, r2, c.algorithm, gamma=c.gamma, beta=c.beta, group_size=c.baseline_group_size,
-                    mask=mask)
+                    mask=mask, episode=episode)
     return C * mask, mask
 
 
