@@ -8,10 +8,10 @@ CORE    = $(VENV)/.detente-core
 LLM     = $(VENV)/.detente-llm
 FULL    = $(VENV)/.detente-full
 ALLOC   = $(VENV)/.detente-alloc
-# tcmalloc hands the update's freed activations back to the system, where glibc's malloc keeps them:
-# the main job peaks at 2.09 GB instead of 3.5, same figures (docs/PERFORMANCE.md, "Memory")
-FIND_TCMALLOC = ls /usr/lib/*/libtcmalloc_minimal.so.4 /usr/lib64/libtcmalloc_minimal.so.4 \
-  /usr/local/lib/libtcmalloc_minimal.so.4 2>/dev/null | head -n 1
+# `detente train` restarts under tcmalloc where it is installed: it hands the update's freed activations
+# back to the system, where glibc's malloc keeps them, so the main job peaks at 2.09 GB instead of 3.5,
+# same figures (src/detente/cli/allocator.py, docs/PERFORMANCE.md "Memory")
+FIND_TCMALLOC = $(BIN)/python -c "from detente.cli.allocator import find_tcmalloc; print(find_tcmalloc() or '')"
 
 .PHONY: demo quick test test-slow lint clean
 
@@ -46,9 +46,8 @@ $(ALLOC): | $(LLM)
 
 # the main job: naive RL and Advantage Alignment on the IPD with the embedded SmolLM2, side by side (CPU)
 demo: $(LLM) $(ALLOC)
-	@lib=$$($(FIND_TCMALLOC)); \
-	[ -n "$$lib" ] || echo "note: no tcmalloc (apt install libtcmalloc-minimal4): peak memory ~3.5 GB instead of ~2.1"; \
-	LD_PRELOAD="$$lib$${LD_PRELOAD:+:$$LD_PRELOAD}" $(BIN)/detente train --overwrite
+	@[ -n "$$($(FIND_TCMALLOC))" ] || echo "note: no tcmalloc (apt install libtcmalloc-minimal4): peak memory ~3.5 GB instead of ~2.1"
+	$(BIN)/detente train --overwrite
 
 # a two-minute look: the tabular IPD experiment, core install only
 quick: $(CORE)

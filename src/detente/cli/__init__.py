@@ -11,29 +11,37 @@ shows a traceback.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Sequence
 
 from rich.console import Console
 
-from detente.cli import bench, exploit, models, play, report, serve, train
-from detente.cli import eval as eval_command
-from detente.cli.common import UsageError
+from detente.cli.allocator import exec_under_tcmalloc
 from detente.errors import DetenteError, UserError
-
-COMMANDS = (train, eval_command, play, serve, exploit, report, models, bench)
 
 
 def build_parser() -> argparse.ArgumentParser:
+    # the command modules import torch (seconds): imported here, a training command started from the
+    # command line restarts under tcmalloc (main) before paying for them
+    from detente.cli import bench, exploit, models, play, report, serve, train
+    from detente.cli import eval as eval_command
+
     parser = argparse.ArgumentParser(prog="detente", description=__doc__.splitlines()[0])
     sub = parser.add_subparsers(dest="command", required=True)
-    for command in COMMANDS:
+    for command in (train, eval_command, play, serve, exploit, report, models, bench):
         command.add_parser(sub)
     return parser
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the command; the exit status says how it ended (module docstring)."""
+    """Run the command; the exit status says how it ended (module docstring). From the command
+    line (``argv`` None), a training command first starts again under tcmalloc where it is
+    installed (:mod:`detente.cli.allocator`)."""
+    if argv is None:
+        exec_under_tcmalloc(sys.argv[1:])
     args = build_parser().parse_args(argv)
+    from detente.cli.common import UsageError
+
     try:
         args.func(args)
     except (UsageError, UserError) as error:
