@@ -39,9 +39,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     installed (:mod:`detente.cli.allocator`)."""
     if argv is None:
         exec_under_tcmalloc(sys.argv[1:])
-    args = build_parser().parse_args(argv)
-    from detente.cli.common import UsageError
+    from detente.cli.common import UsageError  # after the restart: it imports torch
 
+    args = build_parser().parse_args(argv)
     try:
         args.func(args)
     except (UsageError, UserError) as error:
