@@ -27,7 +27,8 @@ import random
 import torch
 
 from detente.credit import pair_credit
-from detente.games.split import N_EACH, draw_values, split_rewards
+from detente.games.base import other
+from detente.games.split import ITEMS, N_EACH, SplitGame, draw_values, split_rewards
 
 KINDS = ("more", "less", "equal")
 
@@ -40,9 +41,9 @@ def claim(rng: random.Random, args: argparse.Namespace, greedy: bool) -> int:
     return N_EACH if greedy else rng.randint(args.low, args.high)
 
 
-def proposal(rng: random.Random, args: argparse.Namespace) -> tuple[int, int, int]:
+def proposal(rng: random.Random, args: argparse.Namespace) -> tuple[int, ...]:
     greedy = rng.random() < args.greedy
-    return (claim(rng, args, greedy), claim(rng, args, greedy), claim(rng, args, greedy))
+    return tuple(claim(rng, args, greedy) for _ in ITEMS)
 
 
 def covariances(algorithm: str, args: argparse.Namespace) -> dict[str, float]:
@@ -61,14 +62,14 @@ def covariances(algorithm: str, args: argparse.Namespace) -> dict[str, float]:
                 for game in games:
                     rewards = [split_rewards(c, v) for c, v in zip(game, values, strict=True)]
                     rows.append((game, values, seat))
-                    r1.append([r[seat] / 100 for r in rewards])
-                    r2.append([r[1 - seat] / 100 for r in rewards])
+                    r1.append([r[seat] / SplitGame.reward_scale for r in rewards])
+                    r2.append([r[other(seat)] / SplitGame.reward_scale for r in rewards])
         C = pair_credit(torch.tensor(r1), torch.tensor(r2), algorithm, gamma=args.gamma, beta=args.beta,
                         group_size=K)
         for b, (game, values, seat) in enumerate(rows):
             for t, (joint, (va, vb)) in enumerate(zip(game, values, strict=True)):
                 own_v, their_v = (va, vb) if seat == 0 else (vb, va)
-                for item in range(3):
+                for item in range(len(ITEMS)):
                     k = kind(own_v[item], their_v[item])
                     for key in (k, "all"):
                         claims[key].append(joint[seat][item])
