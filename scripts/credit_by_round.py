@@ -19,6 +19,12 @@ With ``--cooperate P`` both players instead ignore the history and play A with p
 every round, as an untrained language model nearly does, and the script prints, per round, the
 mean credit of every D minus that of every C, whatever came before, and their mean over rounds.
 A policy that cannot yet tell contexts apart moves by that pooled figure.
+
+With ``--memory1 OPEN,AA,AB,BA,BB`` both players play a memory-1 policy: A with the first
+probability in round 1, then with the probability of the previous round's context (own move, the
+other's move). The script prints, per context and pooled over rounds (the IPD prompt names no
+round), the mean credit of D minus that of C there. ``scripts/start_policy.py`` measures those
+five probabilities for an untrained model.
 """
 
 from __future__ import annotations
@@ -49,6 +55,24 @@ def history_blind_game(rng: random.Random, rounds: int, cooperate: float) -> lis
     return [tuple(int(rng.random() >= cooperate) for _ in (0, 1)) for _ in range(rounds)]
 
 
+CONTEXTS = ("open", "AA", "AB", "BA", "BB")
+"""Round 1, then (own move, the other's move) in the previous round."""
+
+
+def context(moves: list[tuple[int, int]], t: int, seat: int) -> str:
+    if t == 0:
+        return "open"
+    own, theirs = own_view(moves[t - 1], seat)
+    return "AB"[own] + "AB"[theirs]
+
+
+def memory1_game(rng: random.Random, rounds: int, cooperate: dict[str, float]) -> list[tuple[int, int]]:
+    moves: list[tuple[int, int]] = []
+    for t in range(rounds):
+        moves.append(tuple(int(rng.random() >= cooperate[context(moves, t, seat)]) for seat in (0, 1)))
+    return moves
+
+
 def own_view(joint: tuple[int, int], seat: int) -> tuple[int, int]:
     """(seat 0's move, seat 1's move) -> (this seat's move, the other's)."""
     return joint if seat == 0 else (joint[1], joint[0])
@@ -64,12 +88,7 @@ def defect_minus_cooperate(beta: float, args: argparse.Namespace) -> list[float]
     for _ in range(args.batches):
         games = [history_blind_game(rng, args.rounds, args.cooperate) if blind
                  else noisy_tft_game(rng, args.rounds, args.noise) for _ in range(args.games)]
-        rows = [(moves, seat) for moves in games for seat in (0, 1)]
-        r1 = torch.tensor([[PAYOFFS[own_view(m, seat)][0] / 5 for m in moves] for moves, seat in rows])
-        r2 = torch.tensor([[PAYOFFS[own_view(m, seat)][1] / 5 for m in moves] for moves, seat in rows])
-        episode = torch.tensor([game for game in range(len(games)) for _ in (0, 1)])  # rows of one game
-        A1, A2 = advantages(r1, args.gamma, episode=episode), advantages(r2, args.gamma, episode=episode)
-        C = advantage_alignment_credit(A1, A2, args.gamma, beta)  # (B, T)
+        rows, C = batch_credit(games, beta, args.gamma)
         for b, (moves, seat) in enumerate(rows):
             for t in range(first, args.rounds):
                 if blind or moves[t - 1] == (0, 0):
@@ -78,6 +97,42 @@ def defect_minus_cooperate(beta: float, args: argparse.Namespace) -> list[float]
                     cell[1] += 1
     return [sums[t][1][0] / max(1, sums[t][1][1]) - sums[t][0][0] / max(1, sums[t][0][1])
             for t in range(first, args.rounds)]
+
+
+def batch_credit(games: list[list[tuple[int, int]]], beta: float, gamma: float) -> tuple[list, torch.Tensor]:
+    """Both seats of every game as rows of one leave-one-out batch, rewards / 5 as the trainer
+    scales them: the rows ``(moves, seat)`` and their (B, T) Advantage Alignment credit."""
+    rows = [(moves, seat) for moves in games for seat in (0, 1)]
+    r1 = torch.tensor([[PAYOFFS[own_view(m, seat)][0] / 5 for m in moves] for moves, seat in rows])
+    r2 = torch.tensor([[PAYOFFS[own_view(m, seat)][1] / 5 for m in moves] for moves, seat in rows])
+    episode = torch.tensor([game for game in range(len(games)) for _ in (0, 1)])  # rows of one game
+    A1, A2 = advantages(r1, gamma, episode=episode), advantages(r2, gamma, episode=episode)
+    return rows, advantage_alignment_credit(A1, A2, gamma, beta)
+
+
+def push_by_context(beta: float, args: argparse.Namespace) -> dict[str, float]:
+    """Per context, pooled over rounds: mean credit of D minus mean credit of C, memory-1 play."""
+    rng = random.Random(args.seed)
+    cooperate = dict(zip(CONTEXTS, args.memory1, strict=True))
+    sums = {c: {0: [0.0, 0], 1: [0.0, 0]} for c in CONTEXTS}
+    for _ in range(args.batches):
+        games = [memory1_game(rng, args.rounds, cooperate) for _ in range(args.games)]
+        rows, C = batch_credit(games, beta, args.gamma)
+        for b, (moves, seat) in enumerate(rows):
+            for t in range(args.rounds):
+                cell = sums[context(moves, t, seat)][moves[t][seat]]
+                cell[0] += C[b, t].item()
+                cell[1] += 1
+    return {c: sums[c][1][0] / max(1, sums[c][1][1]) - sums[c][0][0] / max(1, sums[c][0][1])
+            for c in CONTEXTS}
+
+
+def probabilities(text: str) -> list[float]:
+    values = [float(v) for v in text.split(",")]
+    if len(values) != len(CONTEXTS) or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"need {len(CONTEXTS)} probabilities in [0, 1] "
+                                         f"({','.join(CONTEXTS)}), got {text!r}")
+    return values
 
 
 def main() -> None:
@@ -90,8 +145,20 @@ def main() -> None:
     parser.add_argument("--betas", default="0,7", help="comma-separated (0 = naive credit)")
     parser.add_argument("--cooperate", type=float, default=None, metavar="P",
                         help="history-blind play, A with probability P; every decision counted")
+    parser.add_argument("--memory1", type=probabilities, default=None, metavar="OPEN,AA,AB,BA,BB",
+                        help="memory-1 play: P(A) in round 1 and after each joint move; per context")
     parser.add_argument("--seed", type=int, default=0)
     args = parser.parse_args()
+    if args.memory1 is not None:
+        print(f"credit of D minus credit of C per context, pooled over rounds; {args.rounds} rounds, "
+              f"{args.games} games x {args.batches} batches, memory-1 play P(A) "
+              + " ".join(f"{c} {p:g}" for c, p in zip(CONTEXTS, args.memory1, strict=True))
+              + f", gamma {args.gamma}")
+        print(f"{'beta':>6}" + "".join(f"{c:>9}" for c in CONTEXTS))
+        for beta in (float(b) for b in args.betas.split(",")):
+            push = push_by_context(beta, args)
+            print(f"{beta:>6g}" + "".join(f"{push[c]:>+9.3f}" for c in CONTEXTS))
+        return
     blind = args.cooperate is not None
     play = f"history-blind play, A with p={args.cooperate}" if blind else f"noisy tft, noise {args.noise}"
     print(f"credit of D minus credit of C {'over every decision' if blind else 'after mutual cooperation'}; "

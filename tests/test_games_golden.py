@@ -13,7 +13,7 @@ from collections.abc import Callable
 import pytest
 
 from detente.games import make_game
-from detente.games.base import Game, Message, Proposal
+from detente.games.base import Choice, Game, Message, Proposal
 from detente.games.deal import (
     MAX_COUNT,
     MAX_ITEMS,
@@ -64,6 +64,20 @@ def test_ipd_reference_values(row: str, col: str, expected: tuple[float, float])
     assert game.n_rounds == 10
     assert game.returns() == expected
     assert episode.invalid == 0
+
+
+@pytest.mark.parametrize("recap", [False, True])
+def test_ipd_round_message_names_the_other_move_and_with_recap_both(recap: bool) -> None:
+    game = make_game("ipd", n_rounds=3, recap=recap)
+    game.reset(0)
+    game.step({0: Choice(0), 1: Choice(1)})  # seat 0 plays A, seat 1 plays B
+    first_line = {seat: game.observation(seat).splitlines()[0] for seat in (0, 1)}
+    if recap:
+        assert first_line == {0: "Last round you played <A> and the other agent played <B>.",
+                              1: "Last round you played <B> and the other agent played <A>."}
+    else:  # the paper's text
+        assert first_line == {0: "The other agent played <B> last round.",
+                              1: "The other agent played <A> last round."}
 
 
 def test_ipd_reference_values_hold_in_both_seats() -> None:

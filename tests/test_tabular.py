@@ -213,6 +213,15 @@ def test_random_length_games_with_seed_groups(tmp_path: Path) -> None:
         assert 0.0 <= line.values["reward/learner"] <= 5.0
 
 
+def test_init_logit_sets_one_start_per_state(tmp_path: Path) -> None:
+    start = [1.5, -0.5, 0.5, -1.0, 0.0]
+    run = config(agent={"init_logit": start}, train={"iterations": 1, "lr": 1e-9})
+    summary = train_tabular(run, tmp_path)
+    assert list(summary["policy"].values()) == pytest.approx(torch.sigmoid(torch.tensor(start)).tolist())
+    with pytest.raises(ValueError, match="init_logit"):
+        config(agent={"init_logit": [0.0, 1.0]})
+
+
 def test_naive_learner_defects_against_allc(tmp_path: Path) -> None:
     summary = train_tabular(config(coplayer="allc", credit={"algorithm": "naive"},
                                    train={"iterations": 100}), tmp_path)
@@ -250,3 +259,26 @@ def test_advantage_alignment_self_play_learns_reciprocity(tmp_path: Path) -> Non
     assert summary["play"]["mutual_cooperation_rate"] >= 0.80
     assert summary["play"]["retaliation_rate"] >= 0.90
     assert summary["eval"]["alld"]["reward"] >= 8.5  # per 10 rounds; tit-for-tat gets 9
+
+
+SMOLLM2_START = [1.658, -0.323, 0.364, -0.405, 0.619]
+"""Logits of untrained SmolLM2's P(A) by state in the 6-round IPD (first, CC, CD, DC, DD):
+0.84 0.42 0.59 0.40 0.65, measured by ``scripts/start_policy.py`` (docs/reproduction.md)."""
+
+
+@pytest.mark.parametrize("algorithm", ["naive", "adalign"])
+def test_from_smollm2s_start_with_the_main_jobs_batch(tmp_path: Path, algorithm: str) -> None:
+    """The main job's batch (8 self-play games of 6 rounds, beta 7) from SmolLM2's start table: a
+    table that moves each state on its own gets the contrast in 300 iterations (the LLM has 16)."""
+    fields = load_config(CONFIGS / f"ipd_tabular_{algorithm}.yaml").model_dump()
+    fields["agent"]["init_logit"] = SMOLLM2_START
+    fields["game"]["params"]["n_rounds"] = 6
+    fields["train"]["games_per_iteration"] = 8
+    fields["credit"]["beta"] = 7.0
+    summary = train_tabular(RunConfig.model_validate(fields), tmp_path)
+    if algorithm == "naive":
+        assert summary["play"]["cooperation_rate"] <= 0.05
+    else:
+        assert summary["play"]["mutual_cooperation_rate"] >= 0.80
+        assert summary["play"]["retaliation_rate"] >= 0.90
+        assert summary["eval"]["alld"]["reward"] >= 0.95 * 5  # per 6 rounds; tit-for-tat gets 5

@@ -64,8 +64,10 @@ class AgentConfig(Strict):
                                             "policy for 2x2 matrix games (a logit per previous joint "
                                             "action plus one for the first round). llm: a language "
                                             "model with a LoRA adapter.")
-    init_logit: float = Field(0.0, description="tabular: initial logit of cooperation in every state "
-                              "(0 = cooperate with probability 0.5).")
+    init_logit: float | tuple[float, float, float, float, float] = Field(
+        0.0, description="tabular: initial logit of cooperation in every state (0 = cooperate with "
+        "probability 0.5), or five, one per state in table order: first round, CC, CD, DC, DD (own "
+        "last move, the other's), e.g. a language model's measured start (scripts/start_policy.py).")
     model: str = Field("smollm2", description="llm: 'smollm2' (the embedded SmolLM2-135M-Instruct) or a "
                        "Hugging Face model name or local path. Paper: Qwen2.5-7B-Instruct.")
     lora_r: int = Field(32, ge=1, description="llm: LoRA rank on every linear layer (paper: 32).")

@@ -9,7 +9,8 @@ Players            2, simultaneous moves, ``n_rounds`` rounds (default 10), or
 Actions            ``<A>`` (index 0) or ``<B>`` (index 1). In the IPD ``A`` is
                    cooperate and ``B`` defect; the prompt never names the game
 Observation        the rules and payoff table once, then each round what the
-                   other agent played last round; no round counter, no score
+                   other agent played last round (with ``recap``, both moves);
+                   no round counter, no score
 Rewards            from the payoff table, per round
 Reward scale c     5 (paper code, IPD)
 =================  ==========================================================
@@ -72,7 +73,11 @@ class MatrixGame(Game[Choice, MatrixView]):
         n_rounds: int = 10,
         continuation_prob: float | None = None,
         name: str | None = None,
+        recap: bool = False,
     ) -> None:
+        """``recap``: each round's message names the seat's own last move beside the other's
+        ("Last round you played <A> and the other agent played <B>."), which a chat otherwise holds
+        only in its previous answer. Off by default: the paper's text."""
         if isinstance(payoffs, str):
             if payoffs not in PRESETS:
                 raise ValueError(f"unknown payoff preset {payoffs!r}; known: {', '.join(PRESETS)}")
@@ -85,6 +90,7 @@ class MatrixGame(Game[Choice, MatrixView]):
         self.payoffs = payoffs
         self.max_rounds = n_rounds
         self.continuation_prob = continuation_prob
+        self.recap = recap
 
     def _start(self) -> None:
         self.n_rounds = self._draw_length()
@@ -125,9 +131,15 @@ class MatrixGame(Game[Choice, MatrixView]):
         self.moves.append((a0, a1))
         rewards = self.payoffs[a0][a1]
         if len(self.moves) < self.n_rounds:
-            for seat, theirs in ((0, a1), (1, a0)):
-                self._tell(seat, f"The other agent played {MOVES.options[theirs]} last round.\n{_ASK}")
+            for seat, mine, theirs in ((0, a0, a1), (1, a1, a0)):
+                self._tell(seat, self._last_round(mine, theirs) + "\n" + _ASK)
         return (float(rewards[0]), float(rewards[1]))
+
+    def _last_round(self, mine: int, theirs: int) -> str:
+        own, other_move = MOVES.options[mine], MOVES.options[theirs]
+        if self.recap:
+            return f"Last round you played {own} and the other agent played {other_move}."
+        return f"The other agent played {other_move} last round."
 
     def view(self, seat: Seat) -> MatrixView:
         own = tuple(m[seat] for m in self.moves)

@@ -158,8 +158,10 @@ def one_thread() -> Iterator[None]:
 
 
 def new_table(config: RunConfig) -> tuple[torch.nn.Parameter, torch.optim.Optimizer]:
-    """A learner's (5,) cooperation logits, all ``config.agent.init_logit``, and their Adam optimizer."""
-    logits = torch.nn.Parameter(torch.full((len(STATES),), config.agent.init_logit))  # (5,)
+    """A learner's (5,) cooperation logits, ``config.agent.init_logit`` (one for every state, or one
+    per state), and their Adam optimizer."""
+    start = torch.tensor(config.agent.init_logit, dtype=torch.float32)
+    logits = torch.nn.Parameter(start.expand(len(STATES)).clone())  # (5,)
     return logits, torch.optim.Adam([logits], lr=config.train.lr)
 
 
