@@ -35,6 +35,7 @@ import random
 import torch
 
 from detente.credit import advantage_alignment_credit, advantages
+from detente.policies.tabular import FIRST, joint_state
 
 PAYOFFS = {(0, 0): (3, 3), (0, 1): (0, 5), (1, 0): (5, 0), (1, 1): (1, 1)}
 """(own move, other's move) -> (own reward, other's reward); 0 = A (cooperate), 1 = B (defect)."""
@@ -56,17 +57,16 @@ def history_blind_game(rng: random.Random, rounds: int, cooperate: float) -> lis
 
 
 CONTEXTS = ("open", "AA", "AB", "BA", "BB")
-"""Round 1, then (own move, the other's move) in the previous round."""
+""":data:`detente.policies.tabular.STATES` in the game's labels: round 1, then (own move, the
+other's move) in the previous round."""
 
 
-def context(moves: list[tuple[int, int]], t: int, seat: int) -> str:
-    if t == 0:
-        return "open"
-    own, theirs = own_view(moves[t - 1], seat)
-    return "AB"[own] + "AB"[theirs]
+def context(moves: list[tuple[int, int]], t: int, seat: int) -> int:
+    """The table state (index into :data:`CONTEXTS`) of ``seat``'s decision in round ``t``."""
+    return joint_state(*own_view(moves[t - 1], seat)) if t else FIRST
 
 
-def memory1_game(rng: random.Random, rounds: int, cooperate: dict[str, float]) -> list[tuple[int, int]]:
+def memory1_game(rng: random.Random, rounds: int, cooperate: list[float]) -> list[tuple[int, int]]:
     moves: list[tuple[int, int]] = []
     for t in range(rounds):
         moves.append(tuple(int(rng.random() >= cooperate[context(moves, t, seat)]) for seat in (0, 1)))
@@ -113,18 +113,17 @@ def batch_credit(games: list[list[tuple[int, int]]], beta: float, gamma: float) 
 def push_by_context(beta: float, args: argparse.Namespace) -> dict[str, float]:
     """Per context, pooled over rounds: mean credit of D minus mean credit of C, memory-1 play."""
     rng = random.Random(args.seed)
-    cooperate = dict(zip(CONTEXTS, args.memory1, strict=True))
-    sums = {c: {0: [0.0, 0], 1: [0.0, 0]} for c in CONTEXTS}
+    sums = [{0: [0.0, 0], 1: [0.0, 0]} for _ in CONTEXTS]
     for _ in range(args.batches):
-        games = [memory1_game(rng, args.rounds, cooperate) for _ in range(args.games)]
+        games = [memory1_game(rng, args.rounds, args.memory1) for _ in range(args.games)]
         rows, C = batch_credit(games, beta, args.gamma)
         for b, (moves, seat) in enumerate(rows):
             for t in range(args.rounds):
                 cell = sums[context(moves, t, seat)][moves[t][seat]]
                 cell[0] += C[b, t].item()
                 cell[1] += 1
-    return {c: sums[c][1][0] / max(1, sums[c][1][1]) - sums[c][0][0] / max(1, sums[c][0][1])
-            for c in CONTEXTS}
+    return {name: cell[1][0] / max(1, cell[1][1]) - cell[0][0] / max(1, cell[0][1])
+            for name, cell in zip(CONTEXTS, sums, strict=True)}
 
 
 def probabilities(text: str) -> list[float]:

@@ -20,7 +20,6 @@ import argparse
 from collections import Counter
 
 from detente.agents import make_agent
-from detente.config import AgentConfig
 from detente.games import make_game
 from detente.games.ipd import COOPERATE
 from detente.policies.llm import LLMPolicy
@@ -39,8 +38,7 @@ def context_counts(agent_name: str, games: int, rounds: int, system: str | None,
     if system is not None:
         if not isinstance(agent, LLMPolicy):
             raise SystemExit(f"--system needs a language-model agent, not {agent_name!r}")
-        agent = LLMPolicy(agent.lm, agent.adapter, name=agent.name,
-                          **{**AgentConfig(kind="llm").policy_options(), "system_prompt": system})
+        agent.system_prompt = system  # read when each game's chat opens; the agent's other settings stay
     opponent = make_agent("random:0.5", boards[0])
     play(boards, [(agent, opponent)] * games, seeds=list(range(games)))
     seen, cooperated = Counter(), Counter()
