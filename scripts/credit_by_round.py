@@ -11,9 +11,10 @@ both seats' rows in one leave-one-out batch, where the two seats of a game stay 
 other's baseline): it opens with A (cooperate) with probability 0.9,
 then copies the other's last move but plays the other action with probability ``--noise``. The
 credit of every decision comes from :func:`detente.credit.advantage_alignment_credit` on rewards
-divided by 5, exactly as the trainer computes it. For each round t >= 2 the script prints the
-mean credit of the decisions that defected after mutual cooperation in round t-1, minus that of
-those that cooperated: positive means the update pushes towards defecting there.
+divided by the IPD's reward scale (5), exactly as the trainer computes it. For each round t >= 2
+the script prints the mean credit of the decisions that defected after mutual cooperation in
+round t-1, minus that of those that cooperated: positive means the update pushes towards
+defecting there.
 
 With ``--cooperate P`` both players instead ignore the history and play A with probability P in
 every round, as an untrained language model nearly does, and the script prints, per round, the
@@ -35,10 +36,11 @@ import random
 import torch
 
 from detente.credit import advantage_alignment_credit, advantages
+from detente.games.ipd import PRESETS, MatrixGame
 from detente.policies.tabular import FIRST, joint_state
 
-PAYOFFS = {(0, 0): (3, 3), (0, 1): (0, 5), (1, 0): (5, 0), (1, 1): (1, 1)}
-"""(own move, other's move) -> (own reward, other's reward); 0 = A (cooperate), 1 = B (defect)."""
+PAYOFFS = PRESETS["prisoners_dilemma"]
+"""PAYOFFS[own move][other's move] = (own reward, other's reward); 0 = A (cooperate), 1 = B (defect)."""
 
 
 def noisy_tft_game(rng: random.Random, rounds: int, noise: float) -> list[tuple[int, int]]:
@@ -99,12 +101,19 @@ def defect_minus_cooperate(beta: float, args: argparse.Namespace) -> list[float]
             for t in range(first, args.rounds)]
 
 
+def scaled_rewards(joint: tuple[int, int], seat: int) -> tuple[float, float]:
+    """(own reward, other's reward) of one round from ``seat``'s side, divided by the game's scale."""
+    own, theirs = own_view(joint, seat)
+    return tuple(r / MatrixGame.reward_scale for r in PAYOFFS[own][theirs])
+
+
 def batch_credit(games: list[list[tuple[int, int]]], beta: float, gamma: float) -> tuple[list, torch.Tensor]:
-    """Both seats of every game as rows of one leave-one-out batch, rewards / 5 as the trainer
-    scales them: the rows ``(moves, seat)`` and their (B, T) Advantage Alignment credit."""
+    """Both seats of every game as rows of one leave-one-out batch, rewards divided by the game's
+    ``reward_scale`` as the trainer divides them: the rows ``(moves, seat)`` and their (B, T)
+    Advantage Alignment credit."""
     rows = [(moves, seat) for moves in games for seat in (0, 1)]
-    r1 = torch.tensor([[PAYOFFS[own_view(m, seat)][0] / 5 for m in moves] for moves, seat in rows])
-    r2 = torch.tensor([[PAYOFFS[own_view(m, seat)][1] / 5 for m in moves] for moves, seat in rows])
+    r1 = torch.tensor([[scaled_rewards(m, seat)[0] for m in moves] for moves, seat in rows])
+    r2 = torch.tensor([[scaled_rewards(m, seat)[1] for m in moves] for moves, seat in rows])
     episode = torch.tensor([game for game in range(len(games)) for _ in (0, 1)])  # rows of one game
     A1, A2 = advantages(r1, gamma, episode=episode), advantages(r2, gamma, episode=episode)
     return rows, advantage_alignment_credit(A1, A2, gamma, beta)
