@@ -69,14 +69,12 @@ def test_a_tabular_run_of_a_game_it_cannot_learn_stops_in_one_line(tmp_path, cap
 
 
 def test_opponents_that_cannot_play_the_game_stop_before_training(tmp_path, capsys, no_model_loads):
-    # cpu_ipd_adalign, not the main job: the main job's IPD `recap` param is not Split's
-    assert main(["train", "cpu_ipd_adalign", "--set", "agent.kind=llm", "--set", "game.name=split",
+    assert main(["train", "--set", "agent.kind=llm", "--set", "game.name=split",
                  "--set", "eval_opponents=[alld]", "--out", str(tmp_path / "r")]) == 2
     err = one_line_error(capsys)
     assert "eval_opponents: no scripted strategy 'alld' for game 'split'" in err and "greedy" in err
     # left out, a Split run meets Split's standard field
-    assert main(["train", "cpu_ipd_adalign", "--set", "agent.kind=llm", "--set", "game.name=split",
-                 "--print-config"]) == 0
+    assert main(["train", "--set", "agent.kind=llm", "--set", "game.name=split", "--print-config"]) == 0
     assert "eval_opponents:\n- greedy\n- welfare\n- fair" in capsys.readouterr().out
 
 

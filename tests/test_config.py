@@ -143,3 +143,31 @@ def test_every_shipped_preset_loads_and_runs_under_its_file_name(path):
         assert all(preset_path(run.name).exists() for run in job.runs.values())
     elif path.stem not in BASES:
         assert job.name == path.stem
+
+
+def test_naming_another_game_drops_the_params_written_for_the_old_one(tmp_path):
+    ipd = tmp_path / "ipd.yaml"
+    ipd.write_text("agent: {kind: llm}\ngame: {name: ipd, params: {n_rounds: 4, recap: true}}\n")
+    split = load_config(ipd, ["game.name=split"])
+    assert (split.game.name, split.game.params) == ("split", {})
+    # params given beside the new name hold, in either order
+    rounds = "game.params.n_rounds=3"
+    for overrides in (["game.name=split", rounds], [rounds, "game.name=split"]):
+        assert load_config(ipd, overrides).game.params == {"n_rounds": 3}
+    # the same game keeps its params; an override only adds to them
+    assert load_config(ipd, ["game.name=ipd"]).game.params == {"n_rounds": 4, "recap": True}
+    assert load_config(ipd, ["game.params.n_rounds=2"]).game.params == {"n_rounds": 2, "recap": True}
+    # a params key the new game does not take still stops, when given for it
+    with pytest.raises(ConfigError, match="game 'split' does not take these params"):
+        load_config(ipd, ["game.name=split", "game.params.recap=true"])
+
+
+def test_a_file_that_extends_another_game_starts_from_its_defaults(tmp_path):
+    (tmp_path / "ipd.yaml").write_text("agent: {kind: llm}\ngame: {name: ipd, params: {recap: true}}\n"
+                                       "train: {iterations: 3}\n")
+    (tmp_path / "split.yaml").write_text("extends: ipd.yaml\ngame: {name: split}\n")
+    config = load_config(tmp_path / "split.yaml")
+    assert (config.game.name, config.game.params, config.train.iterations) == ("split", {}, 3)
+    # the default game counts as named: params written for it are dropped by a move to another
+    (tmp_path / "bare.yaml").write_text("game: {params: {recap: true}}\n")
+    assert load_config(tmp_path / "bare.yaml", ["game.name=stag_hunt"]).game.params == {}

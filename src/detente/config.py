@@ -47,7 +47,9 @@ class Strict(BaseModel):
 class GameConfig(Strict):
     name: str = Field("ipd", description=f"Registered game: {', '.join(GAMES)}.")
     params: dict[str, Any] = Field(default_factory=dict, description="Keyword arguments of the game, "
-                                   "e.g. {n_rounds: 10, continuation_prob: 0.9}.")
+                                   "e.g. {n_rounds: 10, continuation_prob: 0.9}. Naming another game (in a "
+                                   "file that extends this one, or --set game.name) drops the params "
+                                   "written for this one.")
 
     @model_validator(mode="after")
     def _buildable(self) -> GameConfig:
@@ -440,8 +442,7 @@ def load_job(path: Path, overrides: Sequence[str] = ()) -> RunConfig | ContrastJ
     for override in overrides:
         (mine if override.partition("=")[0].split(".")[0] in ContrastConfig.model_fields else theirs)\
             .append(override)
-    for override in mine:
-        _apply_override(data, override)
+    data = _with_overrides(data, mine)
     try:
         config = ContrastConfig.model_validate(data)
     except ValidationError as error:
@@ -479,9 +480,7 @@ def load_config(path: Path | None, overrides: Sequence[str] = ()) -> RunConfig:
     A ``coplayer: learner:CONFIG`` is located from ``path``'s folder (the working folder without
     ``path``) and kept as a preset name or an absolute path; the second learner's config is loaded
     and checked against this one (:func:`coplayer_learner`)."""
-    data = _read(Path(path), seen=()) if path is not None else {}
-    for override in overrides:
-        _apply_override(data, override)
+    data = _with_overrides(_read(Path(path), seen=()) if path is not None else {}, overrides)
     _locate_learner(data, Path(path) if path is not None else Path.cwd() / CONFIG_NAME)
     try:
         config = RunConfig.model_validate(data)
@@ -600,7 +599,19 @@ def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     parent = data.pop(EXTENDS, None)
     if parent is None:
         return data
-    return _merge(_read(_relative(path, str(parent)), (*seen, path.resolve())), data)
+    return _layer(_read(_relative(path, str(parent)), (*seen, path.resolve())), data)
+
+
+def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``top`` over ``base`` (:func:`_merge`), except that a ``top`` naming another game drops the
+    ``game.params`` ``base`` wrote for its own: ``--set game.name=split`` on an IPD preset with
+    ``recap: true`` plays Split with Split's defaults, and keeps only params ``top`` gives."""
+    default = GameConfig.model_fields["name"].default
+    base_game, top_game = base.get("game"), top.get("game")
+    if isinstance(base_game, dict) and isinstance(top_game, dict) and "name" in top_game \
+            and top_game["name"] != base_game.get("name", default):
+        base = {**base, "game": {k: v for k, v in base_game.items() if k != "params"}}
+    return _merge(base, top)
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -626,6 +637,15 @@ def preset_path(name: str) -> Path:
         known = sorted(p.name.removesuffix(".yaml") for p in folder.iterdir() if p.name.endswith(".yaml"))
         raise ConfigError(f"no config file {name!r} and no preset of that name; presets: {', '.join(known)}")
     return Path(str(preset))
+
+
+def _with_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
+    """``data`` under the ``key.sub=value`` overrides, taken together as one layer over it
+    (:func:`_layer`), so ``game.name`` and ``game.params`` overrides hold in either order."""
+    top: dict[str, Any] = {}
+    for override in overrides:
+        _apply_override(top, override)
+    return _layer(data, top)
 
 
 def _apply_override(data: dict[str, Any], override: str) -> None:
