@@ -37,7 +37,7 @@ import torch
 
 from detente.credit import advantage_alignment_credit, advantages
 from detente.games.ipd import PRESETS, MatrixGame
-from detente.policies.tabular import FIRST, joint_state
+from detente.policies.tabular import FIRST, STATE_LABELS, joint_state
 
 PAYOFFS = PRESETS["prisoners_dilemma"]
 """PAYOFFS[own move][other's move] = (own reward, other's reward); 0 = A (cooperate), 1 = B (defect)."""
@@ -58,13 +58,8 @@ def history_blind_game(rng: random.Random, rounds: int, cooperate: float) -> lis
     return [tuple(int(rng.random() >= cooperate) for _ in (0, 1)) for _ in range(rounds)]
 
 
-CONTEXTS = ("open", "AA", "AB", "BA", "BB")
-""":data:`detente.policies.tabular.STATES` in the game's labels: round 1, then (own move, the
-other's move) in the previous round."""
-
-
 def context(moves: list[tuple[int, int]], t: int, seat: int) -> int:
-    """The table state (index into :data:`CONTEXTS`) of ``seat``'s decision in round ``t``."""
+    """The table state (index into :data:`STATE_LABELS`) of ``seat``'s decision in round ``t``."""
     return joint_state(*own_view(moves[t - 1], seat)) if t else FIRST
 
 
@@ -122,7 +117,7 @@ def batch_credit(games: list[list[tuple[int, int]]], beta: float, gamma: float) 
 def push_by_context(beta: float, args: argparse.Namespace) -> dict[str, float]:
     """Per context, pooled over rounds: mean credit of D minus mean credit of C, memory-1 play."""
     rng = random.Random(args.seed)
-    sums = [{0: [0.0, 0], 1: [0.0, 0]} for _ in CONTEXTS]
+    sums = [{0: [0.0, 0], 1: [0.0, 0]} for _ in STATE_LABELS]
     for _ in range(args.batches):
         games = [memory1_game(rng, args.rounds, args.memory1) for _ in range(args.games)]
         rows, C = batch_credit(games, beta, args.gamma)
@@ -132,14 +127,14 @@ def push_by_context(beta: float, args: argparse.Namespace) -> dict[str, float]:
                 cell[0] += C[b, t].item()
                 cell[1] += 1
     return {name: cell[1][0] / max(1, cell[1][1]) - cell[0][0] / max(1, cell[0][1])
-            for name, cell in zip(CONTEXTS, sums, strict=True)}
+            for name, cell in zip(STATE_LABELS, sums, strict=True)}
 
 
 def probabilities(text: str) -> list[float]:
     values = [float(v) for v in text.split(",")]
-    if len(values) != len(CONTEXTS) or not all(0 <= v <= 1 for v in values):
-        raise argparse.ArgumentTypeError(f"need {len(CONTEXTS)} probabilities in [0, 1] "
-                                         f"({','.join(CONTEXTS)}), got {text!r}")
+    if len(values) != len(STATE_LABELS) or not all(0 <= v <= 1 for v in values):
+        raise argparse.ArgumentTypeError(f"need {len(STATE_LABELS)} probabilities in [0, 1] "
+                                         f"({','.join(STATE_LABELS)}), got {text!r}")
     return values
 
 
@@ -160,12 +155,12 @@ def main() -> None:
     if args.memory1 is not None:
         print(f"credit of D minus credit of C per context, pooled over rounds; {args.rounds} rounds, "
               f"{args.games} games x {args.batches} batches, memory-1 play P(A) "
-              + " ".join(f"{c} {p:g}" for c, p in zip(CONTEXTS, args.memory1, strict=True))
+              + " ".join(f"{c} {p:g}" for c, p in zip(STATE_LABELS, args.memory1, strict=True))
               + f", gamma {args.gamma}")
-        print(f"{'beta':>6}" + "".join(f"{c:>9}" for c in CONTEXTS))
+        print(f"{'beta':>6}" + "".join(f"{c:>9}" for c in STATE_LABELS))
         for beta in (float(b) for b in args.betas.split(",")):
             push = push_by_context(beta, args)
-            print(f"{beta:>6g}" + "".join(f"{push[c]:>+9.3f}" for c in CONTEXTS))
+            print(f"{beta:>6g}" + "".join(f"{push[c]:>+9.3f}" for c in STATE_LABELS))
         return
     blind = args.cooperate is not None
     play = f"history-blind play, A with p={args.cooperate}" if blind else f"noisy tft, noise {args.noise}"

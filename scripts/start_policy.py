@@ -23,11 +23,8 @@ from detente.agents import make_agent
 from detente.games import make_game
 from detente.games.ipd import COOPERATE
 from detente.policies.llm import LLMPolicy
-from detente.policies.tabular import FIRST, STATES, joint_state
+from detente.policies.tabular import FIRST, STATE_LABELS, STATES, joint_state
 from detente.rollout.play import play
-
-CONTEXT_NAMES = ("open", "AA", "AB", "BA", "BB")
-""":data:`detente.policies.tabular.STATES` in the game's labels (A = cooperate)."""
 
 
 def context_counts(agent_name: str, games: int, rounds: int, system: str | None,
@@ -63,7 +60,7 @@ def main() -> None:
     probabilities = [cooperated[s] / seen[s] if seen[s] else float("nan") for s in range(len(STATES))]
     print(f"{args.agent}: P(A) by context over {args.games} games of {args.rounds} rounds against random:0.5"
           + (f", system turn {args.system!r}" if args.system else "") + (", recap" if args.recap else ""))
-    print("".join(f"{name:>12}" for name in CONTEXT_NAMES))
+    print("".join(f"{name:>12}" for name in STATE_LABELS))
     print("".join(f"{p:>7.2f} ({seen[s]:>3})" for s, p in enumerate(probabilities)))
     print("--memory1 " + ",".join(f"{p:.2f}" for p in probabilities))
 

@@ -23,12 +23,15 @@ import math
 from collections.abc import Sequence
 from typing import TypeVar
 
-from detente.games.ipd import COOPERATE, DEFECT, MOVES, MatrixView
+from detente.games.ipd import COOPERATE, DEFECT, LABELS, MOVES, MatrixView
 from detente.policies.base import Decision, Policy
 from detente.policies.scripted.matrix import GenerousTitForTat, RandomMove
 
 STATES: tuple[str, ...] = ("first", "CC", "CD", "DC", "DD")
 """State names in table order; ``XY`` = own last move X, other's last move Y."""
+STATE_LABELS: tuple[str, ...] = ("open", *(LABELS[own] + LABELS[theirs] for own in (COOPERATE, DEFECT)
+                                             for theirs in (COOPERATE, DEFECT)))
+""":data:`STATES` in the IPD prompt's move labels (A = cooperate): open, AA, AB, BA, BB."""
 FIRST = 0
 
 Index = TypeVar("Index")
