@@ -157,6 +157,10 @@ def test_naming_another_game_drops_the_params_written_for_the_old_one(tmp_path):
     # the same game keeps its params; an override only adds to them
     assert load_config(ipd, ["game.name=ipd"]).game.params == {"n_rounds": 4, "recap": True}
     assert load_config(ipd, ["game.params.n_rounds=2"]).game.params == {"n_rounds": 2, "recap": True}
+    # a mapping override replaces the section it names, as before
+    assert load_config(ipd, ["game.params={n_rounds: 2}"]).game.params == {"n_rounds": 2}
+    with pytest.raises(ConfigError, match="n_rounds is not a section"):
+        load_config(ipd, ["game.params.n_rounds.x=1"])
     # a params key the new game does not take still stops, when given for it
     with pytest.raises(ConfigError, match="game 'split' does not take these params"):
         load_config(ipd, ["game.name=split", "game.params.recap=true"])

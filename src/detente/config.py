@@ -599,19 +599,20 @@ def _read(path: Path, seen: tuple[Path, ...]) -> dict[str, Any]:
     parent = data.pop(EXTENDS, None)
     if parent is None:
         return data
-    return _layer(_read(_relative(path, str(parent)), (*seen, path.resolve())), data)
+    base = _read(_relative(path, str(parent)), (*seen, path.resolve()))
+    return _merge(_without_replaced_game_params(base, data), data)
 
 
-def _layer(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
-    """``top`` over ``base`` (:func:`_merge`), except that a ``top`` naming another game drops the
-    ``game.params`` ``base`` wrote for its own: ``--set game.name=split`` on an IPD preset with
-    ``recap: true`` plays Split with Split's defaults, and keeps only params ``top`` gives."""
+def _without_replaced_game_params(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
+    """``base`` without its ``game.params`` when ``top`` names another game: params belong to the
+    game they were written for, so ``--set game.name=split`` on an IPD preset with ``recap: true``
+    plays Split with Split's defaults and only the params ``top`` gives."""
     default = GameConfig.model_fields["name"].default
     base_game, top_game = base.get("game"), top.get("game")
     if isinstance(base_game, dict) and isinstance(top_game, dict) and "name" in top_game \
             and top_game["name"] != base_game.get("name", default):
-        base = {**base, "game": {k: v for k, v in base_game.items() if k != "params"}}
-    return _merge(base, top)
+        return {**base, "game": {k: v for k, v in base_game.items() if k != "params"}}
+    return base
 
 
 def _merge(base: dict[str, Any], top: dict[str, Any]) -> dict[str, Any]:
@@ -640,23 +641,32 @@ def preset_path(name: str) -> Path:
 
 
 def _with_overrides(data: dict[str, Any], overrides: Sequence[str]) -> dict[str, Any]:
-    """``data`` under the ``key.sub=value`` overrides, taken together as one layer over it
-    (:func:`_layer`), so ``game.name`` and ``game.params`` overrides hold in either order."""
-    top: dict[str, Any] = {}
-    for override in overrides:
-        _apply_override(top, override)
-    return _layer(data, top)
+    """``data`` with each ``key.sub=value`` override setting its key (a mapping value replaces the
+    section it names). An override naming another game first drops ``data``'s game params
+    (:func:`_without_replaced_game_params`), so ``game.name`` and ``game.params`` hold in either order."""
+    parsed = [(override, *_parse_override(override)) for override in overrides]
+    named: dict[str, Any] = {}
+    for override, keys, value in parsed:
+        _set(named, keys, value, override)
+    data = _without_replaced_game_params(data, named)
+    for override, keys, value in parsed:
+        _set(data, keys, value, override)
+    return data
 
 
-def _apply_override(data: dict[str, Any], override: str) -> None:
+def _parse_override(override: str) -> tuple[list[str], Any]:
+    """``key.sub=value`` as its key path and its YAML value."""
     key, sep, raw = override.partition("=")
     if not sep or not key:
         raise ConfigError(f"override {override!r} must look like key.sub=value")
     try:
-        value = yaml.safe_load(raw)
+        return key.split("."), yaml.safe_load(raw)
     except yaml.YAMLError:
         raise ConfigError(f"override {override!r}: cannot parse value {raw!r}") from None
-    *parents, leaf = key.split(".")
+
+
+def _set(data: dict[str, Any], keys: list[str], value: Any, override: str) -> None:
+    *parents, leaf = keys
     node = data
     for part in parents:
         child = node.setdefault(part, {})
