@@ -139,3 +139,53 @@ def test_a_shared_prefix_gives_the_unshared_loss_and_gradients(tmp_path, game, c
     assert shared[3].keys() == unshared[3].keys() and shared[3]
     for name, grad in unshared[3].items():
         assert float((shared[3][name] - grad).norm()) <= 1e-4 * float(grad.norm()) + 1e-7, name
+
+
+@pytest.mark.parametrize("checkpointing", [False, True])
+def test_an_update_in_small_micro_batches_over_the_batch_prefix_gives_the_unshared_gradients(
+        tmp_path, checkpointing):
+    """The batch's common first tokens forwarded once for micro-batches of about one chat each (and
+    once more without the adapter, for the KL term): the LoRA gradients of one unshared forward of
+    the whole batch. Another adapter is active when the update starts, as a second learner's would
+    be; a checkpointed backward must still recompute the layers with the trained adapter."""
+    from detente.config import load_config
+    from detente.train.llm import LLMTrainer, round_credit
+    from detente.train.seating import plan, training_rows
+
+    grads, counts = {}, {}
+    checkpoint = f"train.gradient_checkpointing={str(checkpointing).lower()}"
+    for name, settings in {
+        "micro": ["train.micro_batch_tokens=64", checkpoint],
+        "whole": ["train.micro_batch_tokens=100000", "train.share_prefix=false"],
+    }.items():
+        cfg = load_config(None, ["agent.kind=llm", "game.name=trust_split", "game.params={n_rounds: 2}",
+                                 "agent.max_message_tokens=5", "train.games_per_iteration=4",
+                                 "credit.group_size=2", "train.kl_coef=0.05", "train.grad_clip=1e9",
+                                 *settings])
+        lm = tiny_lm()
+        for adapter, seed in (("learner", 2), ("other", 3)):
+            lm.add_adapter(adapter)
+            perturb(lm, adapter, seed=seed, scale=0.3)
+        trainer = LLMTrainer(cfg, tmp_path / name, lm=lm)
+        seatings = plan(cfg, 0, trainer.learner, None, [])
+        games = [trainer.game_factory() for _ in seatings]
+        play(games, [s.players for s in seatings], [s.seed for s in seatings],
+             streams=list(range(len(seatings))))
+        rows = training_rows(seatings)
+        C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
+        batches = trainer.main.term_batches([trainer.learner.chats[slot][seat] for slot, seat in rows], C)
+        counts[name] = (len(batches), min(b.prefix for b in batches))
+        flags = [(param, param.requires_grad) for param in lm.model.parameters()]
+        lm.model.set_adapter("other")  # as the trainer leaves it: the trained adapter keeps its gradients
+        for param, flag in flags:
+            param.requires_grad_(flag)
+        trainer.main.optimizer.step = lambda: None  # keep the gradients the update leaves
+        losses = trainer.main.update(batches)
+        assert losses["loss/kl"] > 0
+        grads[name] = {n: p.grad.clone() for n, p in lm.model.named_parameters()
+                       if p.grad is not None and ".learner." in n}
+    assert counts["micro"][0] >= 4 and counts["micro"][1] > 50 and counts["whole"] == (1, 0)
+    micro, whole = grads["micro"], grads["whole"]
+    assert micro.keys() == whole.keys() and whole
+    for name, grad in whole.items():
+        assert float((micro[name] - grad).norm()) <= 1e-4 * float(grad.norm()) + 1e-7, name

@@ -147,7 +147,8 @@ def test_gradient_checkpointing_recomputes_layers_and_gives_the_same_gradients(t
         mlp = trainer.lm.base.model.layers[0].mlp
         # a pre-hook: torch's recomputation stops as soon as it has what the backward needs
         hook = mlp.register_forward_pre_hook(lambda *_, calls=mlp_calls: calls.update(["mlp"]))
-        trainer.main.micro_batch_loss(batch, batch.n_terms)["loss"].backward()
+        with trainer.main.training() as model:
+            trainer.main.micro_batch_loss(model, batch, batch.n_terms)["loss"].backward()
         hook.remove()
         grads = {n: p.grad.clone() for n, p in trainer.lm.model.named_parameters() if p.grad is not None}
         results[on] = (mlp_calls["mlp"], grads)
@@ -175,8 +176,8 @@ def test_gradient_checkpointing_keeps_only_layer_inputs_for_the_backward(tmp_pat
                 kept[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
             return t
 
-        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
-            trainer.main.micro_batch_loss(batch, batch.n_terms)
+        with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t), trainer.main.training() as model:
+            trainer.main.micro_batch_loss(model, batch, batch.n_terms)
         saved[on] = sum(kept.values())
     model = trainer.lm.base.config
     reads = len(batch.token_reads) + len(batch.score_reads)
@@ -361,8 +362,8 @@ def test_nonfinite_updates_are_skipped_counted_and_stop_the_run_after_max_nonfin
     real = trainer_module.term_logprobs
     poisoned = {"on": False}
 
-    def term_logprobs(model, batch, vocab, temperature):
-        logp, H = real(model, batch, vocab, temperature)
+    def term_logprobs(model, batch, vocab, temperature, prefix=None):
+        logp, H = real(model, batch, vocab, temperature, prefix)
         return (logp * float("nan"), H) if poisoned["on"] else (logp, H)
 
     monkeypatch.setattr(trainer_module, "term_logprobs", term_logprobs)
@@ -414,7 +415,7 @@ def test_truncated_and_wrapped_messages_are_logged(tmp_path):
     assert read_metrics(tmp_path)[0].values["data/truncated"] == values["data/truncated"]
 
 
-def test_micro_batches_fill_a_token_budget_counting_a_shared_prefix_once():
+def test_micro_batches_fill_a_token_budget_counting_shared_prefixes_once():
     from detente.train.adapter import micro_batches
 
     rules = list(range(100))
@@ -424,3 +425,6 @@ def test_micro_batches_fill_a_token_budget_counting_a_shared_prefix_once():
     assert groups == [[0, 1, 2], [3, 4], [5]]
     assert micro_batches(chats, budget=170, share_prefix=False) == [[0], [1], [2], [3], [4], [5]]
     assert micro_batches(chats, budget=10_000) == [[0, 1, 2, 3, 4, 5]]
+    # without the last chat all share the rules, forwarded once for the whole batch: a group pays only
+    # for its own tokens, 20 per chat
+    assert micro_batches(chats[:5], budget=45) == [[0, 1], [2, 3], [4]]

@@ -144,13 +144,16 @@ class TrainConfig(Strict):
                         "> 1 = the proximal variant with PPO clipping on the same credit. llm only.")
     clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip range, used when epochs > 1.")
     micro_batch_tokens: int = Field(2048, ge=64, description="llm: tokens per forward/backward of the "
-                                    "loss, counting a shared prefix once (gradients are accumulated over "
-                                    "micro-batches; only memory and speed depend on it). Chats are sorted "
-                                    "by their tokens first, so a micro-batch holds chats that share long "
-                                    "prefixes.")
-    share_prefix: bool = Field(True, description="llm: forward the first tokens all chats of a micro-batch "
-                               "share (system text, rules, common history) once, with gradients, instead of "
-                               "once per chat. Exactly the same loss and gradients; off only for comparison.")
+                                    "loss beyond what every chat of the batch shares (forwarded once per "
+                                    "update), a micro-batch's own shared prefix counted once (gradients are "
+                                    "accumulated over micro-batches; only memory and speed depend on it). "
+                                    "Chats are sorted by their tokens first, so a micro-batch holds chats "
+                                    "that share long prefixes.")
+    share_prefix: bool = Field(True, description="llm: forward the first tokens all chats of the batch "
+                               "share (system text, rules) once per update, and those all chats of a "
+                               "micro-batch share (common history) once per micro-batch, with gradients, "
+                               "instead of once per chat. Exactly the same loss and gradients; off only for "
+                               "comparison.")
     gradient_checkpointing: bool = Field(False, description="llm: keep only each decoder layer's input "
                                          "in the loss forward and recompute the rest in the backward "
                                          "(transformers' gradient checkpointing): far less memory for long "

@@ -23,7 +23,7 @@ from detente.policies.llm import Chat
 from detente.policies.llm_backend import LoRAModel, decoder_forward
 from detente.train.llm import LEARNER, LLMTrainer, round_credit
 from detente.train.seating import plan, training_rows
-from detente.train.terms import TermBatch
+from detente.train.terms import TermBatch, update_tokens
 
 PRESET = "cpu_ipd_adalign"
 """The config whose first iteration is trained (4 trained chats: one seat per game, with the buffer)."""
@@ -38,8 +38,9 @@ class UpdateRecord:
     unshared_tokens_per_s: float
     """The same tokens / wall seconds of the same update with ``train.share_prefix=false``."""
     bare_tokens_per_s: float
-    """Unique tokens (``TermBatch.unique_tokens``: the shared prefix once, then each row's own) /
-    wall seconds of a bare forward and backward of them through the peft model (:func:`bare_step`)."""
+    """Unique tokens (:func:`~detente.train.terms.update_tokens`: each shared prefix once, then each
+    row's own) / wall seconds of a bare forward and backward of them through the peft model
+    (:func:`bare_step`)."""
     peak_mib: float
     """Peak memory increase during the shared update (:class:`~detente.bench.measure.PeakMemory`:
     resident set on CPU, allocated GPU memory on CUDA), in MiB."""
@@ -73,23 +74,26 @@ def first_iteration(trainer: LLMTrainer) -> tuple[list[Chat], Tensor]:
 
 
 def unique_sequences(batch: TermBatch) -> list[Tensor]:
-    """The batch's tokens with the shared prefix once: the prefix, then each row's own tokens (its
-    chat and branch tokens after the prefix). Their lengths add up to ``batch.unique_tokens``."""
+    """The micro-batch's tokens as its forward processes them: its shared prefix once after the batch
+    prefix (which the update forwards once for all micro-batches), then each row's own tokens (its chat
+    and branch tokens after the prefix). Their lengths add up to ``batch.unique_tokens - P0``."""
     lengths = batch.visible[:, :, 0].sum(dim=1).tolist()  # every real token sees token 0; padding does not
-    P = batch.prefix
+    P0, P = batch.batch_prefix, batch.prefix
     rows = [batch.ids[m, P:n] for m, n in enumerate(lengths)]
-    sequences = [batch.ids[0, :P], *rows] if P else rows
-    assert sum(len(s) for s in sequences) == batch.unique_tokens, "unique tokens miscounted"
+    sequences = [batch.ids[0, P0:P], *rows] if P > P0 else rows
+    assert sum(len(s) for s in sequences) == batch.unique_tokens - P0, "unique tokens miscounted"
     return [s for s in sequences if len(s)]
 
 
 def bare_step(lm: LoRAModel, batches: Sequence[TermBatch], pad_id: int) -> None:
-    """A bare forward and backward of every micro-batch's unique tokens through the peft model (the
-    learner's adapter on): its :func:`unique_sequences` as one padded batch with plain causal attention,
-    loss the mean square of the last hidden states (no output head), gradients then dropped."""
+    """A bare forward and backward of the update's unique tokens through the peft model (the learner's
+    adapter on): the batch prefix, then every micro-batch's :func:`unique_sequences` as one padded batch,
+    each with plain causal attention, loss the mean square of the last hidden states (no output head),
+    gradients then dropped."""
+    P0 = batches[0].batch_prefix if batches else 0
+    groups = [[batches[0].ids[0, :P0]]] if P0 else []
     with lm.active(LEARNER) as model:
-        for batch in batches:
-            sequences = unique_sequences(batch)
+        for sequences in [*groups, *(unique_sequences(batch) for batch in batches)]:
             ids = torch.nn.utils.rnn.pad_sequence(sequences, batch_first=True, padding_value=pad_id)
             mask = torch.nn.utils.rnn.pad_sequence([torch.ones_like(s) for s in sequences], batch_first=True)
             ids, mask = ids.to(lm.device), mask.to(lm.device)
@@ -131,7 +135,7 @@ def measure_update(lm: LoRAModel, model: str, repeats: int,
         on_step("update: unshared")
         bare_seconds, _ = timed(lambda: bare_step(lm, batches, pad), lm.device, repeats)
         on_step("update: bare peft")
-    rows, unique = sum(b.row_tokens for b in batches), sum(b.unique_tokens for b in batches)
+    rows, unique = sum(b.row_tokens for b in batches), update_tokens(batches)
     return UpdateRecord(tokens_per_s=rows / seconds, unshared_tokens_per_s=rows / unshared_seconds,
                         bare_tokens_per_s=unique / bare_seconds, peak_mib=peak, unique_tokens=unique,
                         seconds=seconds)

@@ -17,7 +17,8 @@ credit rule) and N the number of its terms in the batch (:mod:`detente.train.los
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from typing import Any
 
 import torch
@@ -27,7 +28,7 @@ from detente.config import RunConfig
 from detente.policies.llm import Chat, LLMPolicy
 from detente.policies.llm_backend import LoRAModel
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
-from detente.train.terms import TermBatch, common_prefix, term_batch, term_logprobs
+from detente.train.terms import BatchPrefix, Prefix, TermBatch, common_prefix, term_batch, term_logprobs
 
 
 def policy_maker(lm: LoRAModel, config: RunConfig) -> Callable[[str], LLMPolicy]:
@@ -59,34 +60,48 @@ class TrainedAdapter:
     # -- the update ------------------------------------------------------------
     def term_batches(self, chats: Sequence[Chat], C: Tensor) -> list[TermBatch]:
         """The loss terms of ``chats`` in micro-batches of about ``train.micro_batch_tokens`` tokens each
-        (:func:`micro_batches`), a shared prefix counted once."""
+        beyond what all of them share (:func:`micro_batches`), a micro-batch's own shared prefix counted
+        once."""
         cfg = self.config.train
         pad = self.lm.tokenizer.pad_token_id or 0
-        return [term_batch([chats[i] for i in group], C[group], pad, share_prefix=cfg.share_prefix)
-                for group in micro_batches([chat.token_ids for chat in chats], cfg.micro_batch_tokens,
-                                           cfg.share_prefix)]
+        sequences = [chat.token_ids for chat in chats]
+        shared = common_prefix(sequences) if cfg.share_prefix and len(chats) > 1 else 0
+        return [term_batch([chats[i] for i in group], C[group], pad, share_prefix=cfg.share_prefix,
+                           batch_prefix=shared)
+                for group in micro_batches(sequences, cfg.micro_batch_tokens, cfg.share_prefix)]
 
     def update(self, batches: Sequence[TermBatch]) -> dict[str, Any]:
         """Epochs over the batch in micro-batches; one optimizer step per epoch, skipped (and counted in
-        ``nonfinite_steps``) when the loss or the gradient is not finite. Returns the ``loss/*`` figures."""
+        ``nonfinite_steps``) when the loss or the gradient is not finite. Returns the ``loss/*`` figures.
+
+        The first tokens all chats share are forwarded once per epoch (:class:`BatchPrefix`), with the
+        adapter and once more without it for the KL term; every micro-batch reads them.
+        """
         cfg = self.config.train
         N = max(sum(b.n_terms for b in batches), 1)  # terms in the whole batch
         sums = dict.fromkeys(("loss", "entropy", "kl", "clipped", "rho"), 0.0)
         rho_max = 0.0
         grad_norm, finite = 0.0, True
+        shared = batches[0].batch_prefix if batches else 0  # P0, the same in every micro-batch
         for _epoch in range(cfg.epochs):
             self.optimizer.zero_grad(set_to_none=True)
-            for batch in batches:
-                if not batch.n_terms:
-                    continue
-                parts = self.micro_batch_loss(batch, N)
-                finite = finite and bool(torch.isfinite(parts["loss"]))
-                if not finite:
-                    break
-                parts["loss"].backward()
-                for key in sums:
-                    sums[key] += float(parts[key].detach())
-                rho_max = max(rho_max, float(parts["rho_max"]))
+            reference = self.reference_prefix(batches[0], shared) if shared and cfg.kl_coef > 0 else None
+            with self.training() as model:
+                prefix = BatchPrefix(model, batches[0], shared) if shared else None
+                for batch in batches:
+                    if not batch.n_terms:
+                        continue
+                    parts = self.micro_batch_loss(model, batch, N, prefix, reference)
+                    finite = finite and bool(torch.isfinite(parts["loss"]))
+                    if not finite:
+                        break
+                    parts["loss"].backward()
+                    for key in sums:
+                        sums[key] += float(parts[key].detach())
+                    rho_max = max(rho_max, float(parts["rho_max"]))
+                if finite and prefix is not None:
+                    prefix.backward()
+                del prefix  # its graph
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
             finite = finite and math.isfinite(grad_norm)
             if not finite:
@@ -108,8 +123,28 @@ class TrainedAdapter:
             "loss/nonfinite_steps": self.nonfinite_steps,
         }
 
-    def micro_batch_loss(self, batch: TermBatch, N: int) -> dict[str, Tensor]:
-        """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics.
+    @contextmanager
+    def training(self) -> Iterator[Any]:
+        """The model with this adapter active, in the mode its loss forward *and* backward must run in:
+        train mode under gradient checkpointing (transformers checkpoints only then), whose backward
+        recomputes layers with whatever adapter is active at that time."""
+        with self.lm.active(self.adapter) as model:
+            model.train(self.config.train.gradient_checkpointing)
+            yield model
+
+    def reference_prefix(self, batch: TermBatch, length: int) -> Prefix:
+        """The batch's shared first ``length`` tokens under the base model (adapters off), no gradient."""
+        with torch.no_grad(), self.lm.active(None) as reference:
+            return BatchPrefix(reference, batch, length).prefix
+
+    def micro_batch_loss(
+        self, model: Any, batch: TermBatch, N: int, prefix: BatchPrefix | None = None,
+        reference: Prefix | None = None,
+    ) -> dict[str, Tensor]:
+        """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics, forwarded
+        by ``model`` (from :meth:`training`, whose context the backward must run in too) over the
+        batch's ``prefix`` and, for the KL term, the base model's ``reference`` prefix (None: forwarded
+        here).
 
         ``clipped`` counts the terms whose weight was clipped: ``rho > rho_max`` for the single
         update, ``|ratio - 1| > clip_eps`` for the PPO variant (``epochs > 1``); ``rho`` sums and
@@ -121,11 +156,9 @@ class TrainedAdapter:
         C, logp_old = batch.credit, batch.logp_old  # (n,) each
         logp_ref = None
         if cfg.kl_coef > 0:
-            with torch.no_grad(), self.lm.active(None) as reference:
-                logp_ref, _ = term_logprobs(reference, batch, vocab, T)
-        with self.lm.active(self.adapter) as model:
-            model.train(cfg.gradient_checkpointing)  # transformers checkpoints only in train mode
-            logp, H = term_logprobs(model, batch, vocab, T)
+            with torch.no_grad(), self.lm.active(None) as base:
+                logp_ref, _ = term_logprobs(base, batch, vocab, T, prefix=reference)
+        logp, H = term_logprobs(model, batch, vocab, T, prefix=prefix.prefix if prefix is not None else None)
         if cfg.epochs > 1:
             loss = clipped_policy_loss(logp, logp_old, C, H, eps=cfg.clip_eps, eta=cfg.entropy_coef,
                                        logp_ref=logp_ref, kappa=cfg.kl_coef)
@@ -159,17 +192,22 @@ class TrainedAdapter:
 def micro_batches(
     sequences: Sequence[Sequence[int]], budget: int, share_prefix: bool = True
 ) -> list[list[int]]:
-    """Indices of ``sequences`` grouped into micro-batches of at most ``budget`` tokens (a group's shared
-    prefix counted once when ``share_prefix``; a longer sequence gets a group of its own).
+    """Indices of ``sequences`` grouped into micro-batches that forward at most ``budget`` tokens each
+    (a longer sequence gets a group of its own).
 
-    Sorted by their tokens first, neighbours share the longest prefixes.
+    With ``share_prefix``, what all sequences share is forwarded once for all groups
+    (:class:`~detente.train.terms.BatchPrefix`) and what a group's sequences share once for the group,
+    so a group costs ``sum(len) - shared * (n - 1) - P0`` for ``n`` sequences sharing ``shared``
+    tokens, ``P0`` of them shared by all. Sorted by their tokens first, neighbours share the longest
+    prefixes.
     """
+    everyone = common_prefix(sequences) if share_prefix and len(sequences) > 1 else 0  # P0
     order = sorted(range(len(sequences)), key=lambda i: list(sequences[i]))
     groups: list[list[int]] = []
     for i in order:
         group = [*groups[-1], i] if groups else [i]
-        shared = common_prefix([sequences[j] for j in group]) if share_prefix else 0
-        cost = sum(len(sequences[j]) for j in group) - shared * (len(group) - 1)
+        shared = max(common_prefix([sequences[j] for j in group]), everyone) if share_prefix else 0
+        cost = sum(len(sequences[j]) for j in group) - shared * (len(group) - 1) - everyone
         if groups and cost <= budget:
             groups[-1] = group
         else:

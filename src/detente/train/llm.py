@@ -94,7 +94,7 @@ from detente.train.buffer import OpponentBuffer
 from detente.train.metrics import MetricsLog
 from detente.train.rollout import LocalRollout, RolloutBackend, RolloutResult
 from detente.train.seating import LEARNER, Seating, coplayer_policy, plan, training_rows
-from detente.train.terms import TermBatch
+from detente.train.terms import TermBatch, update_tokens
 
 MAX_LOST = 0.05
 """Largest share of a batch's action steps that may be unplaceable before training stops."""
@@ -262,7 +262,7 @@ class LLMTrainer:
             **losses,
             "data/invalid_rate": self._invalid_rate(episodes, seatings, trained.policy),
             "data/terms": sum(b.n_terms for b in batches),
-            "data/update_tokens": sum(b.unique_tokens for b in batches),
+            "data/update_tokens": update_tokens(batches),
             "data/update_tokens_unshared": sum(b.row_tokens for b in batches),
             "data/tokens": sum(len(r.token_ids) for chat in chats for r in chat if r.rejected is None),
             **{f"data/{key}": value for key, value in data.items()},

@@ -37,6 +37,15 @@ remaining tokens attend to them through a read-only cache; the backward then
 accumulates every row's gradient into the one prefix. The loss and the
 gradients equal those of the unshared forward (``tests/test_llm_terms.py``).
 
+**A prefix tree of depth two.** What every chat of the whole *batch* shares
+(``P0`` tokens: the system text and the rules) is forwarded once per update,
+not once per micro-batch: :class:`BatchPrefix` runs it, hands each micro-batch
+detached copies of its hidden states and keys/values, and after the last
+micro-batch sends the gradient they gathered back through its forward, once.
+A micro-batch then forwards only its own longer common prefix ``[P0, P)``
+over it, then its rows. So micro-batches can be small (little memory) without
+recomputing the rules in each.
+
 Shapes: ``M`` chats, ``L`` tokens per row (chat + branches, padded), ``P``
 shared prefix, ``S = L - P``, ``n`` terms (messages' tokens first, then
 draws), ``D`` draws, ``K`` candidates per draw at most (padded), ``V``
@@ -85,6 +94,9 @@ class TermBatch:
     """Terms whose tokens could not be placed (their chat was re-tokenised after they were written)."""
     prefix: int = 0
     """P: the first P tokens of every row are the same chat tokens, forwarded once (0: no sharing)."""
+    batch_prefix: int = 0
+    """P0 <= P: the first tokens of every chat of the whole batch, which a :class:`BatchPrefix` forwards
+    once for all its micro-batches (0: none)."""
     row_tokens: int = 0
     """Tokens of all rows (chat and branch tokens, no padding), counted as if nothing were shared."""
 
@@ -96,6 +108,12 @@ class TermBatch:
     def unique_tokens(self) -> int:
         """Tokens one forward of the batch processes: the shared prefix once, then every row's own."""
         return self.row_tokens - self.prefix * (self.ids.shape[0] - 1)
+
+
+def update_tokens(batches: Sequence[TermBatch]) -> int:
+    """Tokens an update over ``batches`` forwards: the batch prefix once, then each micro-batch's own."""
+    P0 = batches[0].batch_prefix if batches else 0
+    return P0 + sum(batch.unique_tokens - P0 for batch in batches)
 
 
 @dataclass
@@ -115,13 +133,14 @@ class _Row:
 
 
 def term_batch(
-    chats: Sequence[Chat], credit: Tensor, pad_id: int = 0, share_prefix: bool = True
+    chats: Sequence[Chat], credit: Tensor, pad_id: int = 0, share_prefix: bool = True, batch_prefix: int = 0
 ) -> TermBatch:
     """Lay out the terms of ``chats`` (row m gets ``credit[m, round]``, credit ``(M, T)``).
 
     Rejected replies are not trained (the game refused them); replies whose chat was
     re-tokenised later (``record.start`` None) cannot be placed and are counted in ``lost``.
     ``share_prefix``: forward the chats' common first tokens once (module docstring).
+    ``batch_prefix``: the first tokens of these chats that a :class:`BatchPrefix` forwards (0: none).
     """
     rows: list[_Row] = []
     token_reads: list[tuple[int, int, int]] = []
@@ -155,7 +174,8 @@ def term_batch(
     for d, (draw, _, _) in enumerate(draws):
         legal[d, : len(draw.candidates)] = True
     ids, positions, visible = _pack(rows, pad_id)
-    prefix = common_prefix([chat.token_ids for chat in chats]) if share_prefix and len(chats) > 1 else 0
+    own = common_prefix([chat.token_ids for chat in chats]) if share_prefix and len(chats) > 1 else 0
+    prefix = max(own, batch_prefix)
     return TermBatch(
         ids=ids, positions=positions, visible=visible,
         token_reads=_long(token_reads, 3), score_reads=_long(score_reads, 3),
@@ -165,7 +185,7 @@ def term_batch(
         credit=torch.tensor([c for c, _ in token_terms] + [c for _, c, _ in draws], dtype=torch.float32),
         logp_old=torch.tensor([lp for _, lp in token_terms] + [lp for _, _, lp in draws],
                               dtype=torch.float32),
-        lost=lost, prefix=prefix, row_tokens=sum(len(row.tokens) for row in rows),
+        lost=lost, prefix=prefix, batch_prefix=batch_prefix, row_tokens=sum(len(row.tokens) for row in rows),
     )
 
 
@@ -228,15 +248,18 @@ def _long(rows: list[tuple[int, ...]], width: int) -> Tensor:
 # --------------------------------------------------------------------------
 # The forward
 # --------------------------------------------------------------------------
-def term_logprobs(model: Any, batch: TermBatch, vocab: int, temperature: float) -> tuple[Tensor, Tensor]:
+def term_logprobs(
+    model: Any, batch: TermBatch, vocab: int, temperature: float, prefix: Prefix | None = None
+) -> tuple[Tensor, Tensor]:
     """``log pi`` and entropy ``H`` of every term, both (n,), messages' tokens first, then draws.
 
     One forward of ``batch``; ``lm_head`` runs only at the positions read (the ``(M, L, V)``
     logits of every position are never formed, except for models whose head does more than a
-    linear map, which take the full forward).
+    linear map, which take the full forward). ``prefix``: the batch's first tokens, already
+    forwarded by a :class:`BatchPrefix` (None: this forward computes all of them).
     """
     T = temperature
-    at = _logits_at(model, batch)
+    at = _logits_at(model, batch, prefix)
     # message tokens: log softmax(logits / T)[t]
     tok = batch.token_reads
     tok_logp = next_token_logprobs(at(tok[:, 0], tok[:, 1]), vocab, T)  # (n_tok, V)
@@ -254,12 +277,73 @@ def term_logprobs(model: Any, batch: TermBatch, vocab: int, temperature: float) 
     return torch.cat([msg_logp, draw_logp]), torch.cat([msg_H, draw_H])
 
 
-def _logits_at(model: Any, batch: TermBatch) -> Any:
+@dataclass
+class Prefix:
+    """The first ``P`` tokens of every row, forwarded once as one row."""
+
+    hidden: Tensor
+    """(1, P, H): the decoder's last hidden state at each prefix token."""
+    layers: list[KeysValues]
+    """Per layer, the prefix's keys and values, each (1, kv_heads, P, head_dim)."""
+
+    @property
+    def length(self) -> int:
+        return int(self.hidden.shape[1])
+
+
+def forward_prefix(model: Any, batch: TermBatch, upto: int, before: Prefix | None = None) -> Prefix:
+    """Row 0's first ``upto`` tokens forwarded as one row: the tokens from ``before.length`` on, over
+    ``before``'s keys/values (None: from the first token). The result covers all ``upto`` tokens."""
+    param = next(model.parameters())
+    start = before.length if before is not None else 0
+    visible = batch.visible[:1, start:upto, :upto].to(param.device)  # causal over the chat tokens
+    capture = CaptureKV(before.layers if before is not None else None)
+    hidden, _, _ = decoder_forward(  # (1, upto - start, H)
+        model, input_ids=batch.ids[:1, start:upto].to(param.device),
+        attention_mask=_additive(visible, param.dtype),
+        position_ids=batch.positions[:1, start:upto].to(param.device), past_key_values=capture,
+        use_cache=False)
+    if before is not None:
+        hidden = torch.cat([before.hidden, hidden], dim=1)
+    return Prefix(hidden, capture.layers)
+
+
+class BatchPrefix:
+    """The first tokens every chat of a batch shares, forwarded once for all its micro-batches.
+
+    With gradients, each micro-batch reads detached copies (leaves) of the prefix's hidden states and
+    keys/values; their backward gathers the gradient in the leaves, and :meth:`backward` sends it
+    through the prefix's forward once. That is the chain rule split at the prefix's outputs, so the
+    gradients are those of forwarding the prefix inside every micro-batch. Run it, and
+    :meth:`backward`, with the same adapter active and in the same train/eval mode (a checkpointed
+    layer is recomputed in the backward as the model then stands).
+    """
+
+    def __init__(self, model: Any, batch: TermBatch, length: int) -> None:
+        computed = forward_prefix(model, batch, length)
+        self._outputs = [computed.hidden, *(t for kv in computed.layers for t in kv)]
+        if not torch.is_grad_enabled():
+            self.prefix, self._leaves = computed, []
+            return
+        self._leaves = [t.detach().requires_grad_() for t in self._outputs]
+        hidden, *flat = self._leaves
+        self.prefix = Prefix(hidden, [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)])
+
+    def backward(self) -> None:
+        """``d loss / d weights`` through the prefix, from the gradient its leaves gathered."""
+        pairs = [(out, leaf.grad) for out, leaf in zip(self._outputs, self._leaves, strict=True)
+                 if leaf.grad is not None]
+        if pairs:
+            torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+
+
+def _logits_at(model: Any, batch: TermBatch, before: Prefix | None = None) -> Any:
     """A function ``(rows, positions) -> (n, V)`` float logits of one forward of ``batch``.
 
     ``logits = head(h)`` with ``h`` the decoder's last hidden state, taken at the positions read
     before the head (:func:`~detente.policies.llm_backend.decoder_forward`). With a shared prefix,
-    positions before ``P`` read the prefix's one forward, the others their row's.
+    positions before ``P`` read the prefix's one forward (over ``before``, the batch's prefix, when
+    given), the others their row's.
     """
     param = next(model.parameters())
     dtype, device = param.dtype, param.device
@@ -270,24 +354,21 @@ def _logits_at(model: Any, batch: TermBatch) -> Any:
         hidden, head, _ = decoder_forward(model, input_ids=ids, attention_mask=_additive(visible, dtype),
                                           position_ids=positions, use_cache=False)  # hidden: (M, L, H)
         return lambda rows, pos: head(hidden[rows.to(device), pos.to(device)]).float()
-    # the shared prefix, once: (1, P), its keys/values captured per layer
-    capture = CaptureKV()
-    prefix_hidden, head, _ = decoder_forward(  # (1, P, H)
-        model, input_ids=ids[:1, :P], attention_mask=_additive(visible[:1, :P, :P], dtype),
-        position_ids=positions[:1, :P], past_key_values=capture, use_cache=False)
+    # the shared prefix, once: (1, P), its keys/values per layer
+    prefix = before if before is not None and before.length == P else forward_prefix(model, batch, P, before)
     # every row's own tokens, over the prefix's keys/values expanded to all M rows (views: the backward
     # sums every row's gradient into the one prefix)
     M = ids.shape[0]
-    shared = SharedPrefixKV([(k.expand(M, -1, -1, -1), v.expand(M, -1, -1, -1)) for k, v in capture.layers])
-    suffix_hidden, _, _ = decoder_forward(model, input_ids=ids[:, P:],
-                                          attention_mask=_additive(visible[:, P:, :], dtype),
-                                          position_ids=positions[:, P:], past_key_values=shared,
-                                          use_cache=False)  # (M, S, H)
+    shared = SharedPrefixKV([(k.expand(M, -1, -1, -1), v.expand(M, -1, -1, -1)) for k, v in prefix.layers])
+    suffix_hidden, head, _ = decoder_forward(model, input_ids=ids[:, P:],
+                                             attention_mask=_additive(visible[:, P:, :], dtype),
+                                             position_ids=positions[:, P:], past_key_values=shared,
+                                             use_cache=False)  # (M, S, H)
 
     def logits(rows: Tensor, pos: Tensor) -> Tensor:
         rows, pos = rows.to(device), pos.to(device)
         in_prefix = (pos < P)[:, None]  # (n, 1)
-        h = torch.where(in_prefix, prefix_hidden[0, pos.clamp(max=P - 1)],
+        h = torch.where(in_prefix, prefix.hidden[0, pos.clamp(max=P - 1)],
                         suffix_hidden[rows, (pos - P).clamp(min=0)])  # (n, H)
         return head(h).float()
 
@@ -305,12 +386,14 @@ KeysValues = tuple[Tensor, Tensor]
 
 
 class CaptureKV:
-    """A cache that only records each layer's keys/values (a prefix forward with gradients).
+    """A cache that records each layer's keys/values (a prefix forward with gradients), after those of
+    ``past`` (per layer, of the tokens before; None: no tokens before), which it does not change.
 
     Recording overwrites, so a layer recomputed by gradient checkpointing records the same again.
     """
 
-    def __init__(self) -> None:
+    def __init__(self, past: list[KeysValues] | None = None) -> None:
+        self.past = past
         self.by_layer: dict[int, KeysValues] = {}
 
     @property
@@ -318,11 +401,14 @@ class CaptureKV:
         return [self.by_layer[i] for i in sorted(self.by_layer)]
 
     def update(self, keys: Tensor, values: Tensor, layer_idx: int, *_: Any, **__: Any) -> KeysValues:
+        if self.past is not None:
+            k, v = self.past[layer_idx]
+            keys, values = torch.cat([k, keys], dim=-2), torch.cat([v, values], dim=-2)
         self.by_layer[layer_idx] = (keys, values)
         return keys, values
 
     def get_seq_length(self, layer_idx: int = 0) -> int:
-        return 0
+        return int(self.past[0][0].shape[-2]) if self.past is not None else 0
 
 
 class SharedPrefixKV:
