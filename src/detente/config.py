@@ -143,7 +143,7 @@ class TrainConfig(Strict):
     epochs: int = Field(1, ge=1, description="Passes over each batch. 1 = the paper's single update; "
                         "> 1 = the proximal variant with PPO clipping on the same credit. llm only.")
     clip_eps: float = Field(0.2, gt=0.0, lt=1.0, description="PPO clip range, used when epochs > 1.")
-    micro_batch_tokens: int = Field(2048, ge=64, description="llm: tokens per forward/backward of the "
+    micro_batch_tokens: int = Field(512, ge=64, description="llm: tokens per forward/backward of the "
                                     "loss beyond what every chat of the batch shares (forwarded once per "
                                     "update), a micro-batch's own shared prefix counted once (gradients are "
                                     "accumulated over micro-batches; only memory and speed depend on it). "
