@@ -24,6 +24,23 @@ def perturb(lm: LoRAModel, adapter: str, seed: int, scale: float = 0.5) -> None:
                 param.copy_(torch.randn(param.shape, generator=generator) * scale)
 
 
+def self_play_batch(trainer: Any) -> tuple[list[Chat], torch.Tensor]:
+    """The trained chats of a fresh trainer's first self-play iteration and their credit ``C``, before
+    any update (its planned games played, credited as the trainer does)."""
+    from detente.rollout.play import play
+    from detente.train.llm import round_credit
+    from detente.train.seating import plan, training_rows
+
+    cfg = trainer.config
+    seatings = plan(cfg, 0, trainer.learner, None, [])
+    games = [trainer.game_factory() for _ in seatings]
+    play(games, [s.players for s in seatings], [s.seed for s in seatings],
+         streams=list(range(len(seatings))))
+    rows = training_rows(seatings)
+    C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
+    return [trainer.learner.chats[slot][seat] for slot, seat in rows], C
+
+
 def stop_after(config: Any, out: Path, iteration: int, lm: LoRAModel) -> None:
     """Train ``config`` in ``out`` on ``lm`` and stop, as a kill would, once ``iteration`` is saved."""
     from detente.train.llm import train_llm

@@ -16,7 +16,7 @@ from detente.policies.llm import LLMPolicy
 from detente.rollout.play import play
 from detente.train.loss import policy_loss
 from detente.train.terms import term_batch, term_logprobs
-from llm_helpers import FakeGame, perturb
+from llm_helpers import FakeGame, perturb, self_play_batch
 from tiny_model import tiny_lm
 
 CREDIT = 1.7
@@ -106,8 +106,7 @@ def test_a_shared_prefix_gives_the_unshared_loss_and_gradients(tmp_path, game, c
     log-probabilities, entropies and LoRA gradients as forwarding every chat in full, with and without
     gradient checkpointing."""
     from detente.config import load_config
-    from detente.train.llm import LLMTrainer, round_credit
-    from detente.train.seating import plan, training_rows
+    from detente.train.llm import LLMTrainer
 
     cfg = load_config(None, ["agent.kind=llm", f"game.name={game}", "game.params={n_rounds: 2}",
                              "agent.max_message_tokens=5", "train.games_per_iteration=4",
@@ -117,12 +116,7 @@ def test_a_shared_prefix_gives_the_unshared_loss_and_gradients(tmp_path, game, c
     lm.add_adapter("learner")
     perturb(lm, "learner", seed=2, scale=0.3)
     trainer = LLMTrainer(cfg, tmp_path, lm=lm)
-    seatings = plan(cfg, 0, trainer.learner, None, [])
-    games = [trainer.game_factory() for _ in seatings]
-    play(games, [s.players for s in seatings], [s.seed for s in seatings], streams=list(range(len(seatings))))
-    rows = training_rows(seatings)
-    C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-    chats = [trainer.learner.chats[slot][seat] for slot, seat in rows]
+    chats, C = self_play_batch(trainer)
     results = {}
     for share in (True, False):
         batch = term_batch(chats, C, 0, share_prefix=share)
@@ -149,8 +143,7 @@ def test_an_update_in_small_micro_batches_over_the_batch_prefix_gives_the_unshar
     the whole batch. Another adapter is active when the update starts, as a second learner's would
     be; a checkpointed backward must still recompute the layers with the trained adapter."""
     from detente.config import load_config
-    from detente.train.llm import LLMTrainer, round_credit
-    from detente.train.seating import plan, training_rows
+    from detente.train.llm import LLMTrainer
 
     grads, counts = {}, {}
     checkpoint = f"train.gradient_checkpointing={str(checkpointing).lower()}"
@@ -167,13 +160,7 @@ def test_an_update_in_small_micro_batches_over_the_batch_prefix_gives_the_unshar
             lm.add_adapter(adapter)
             perturb(lm, adapter, seed=seed, scale=0.3)
         trainer = LLMTrainer(cfg, tmp_path / name, lm=lm)
-        seatings = plan(cfg, 0, trainer.learner, None, [])
-        games = [trainer.game_factory() for _ in seatings]
-        play(games, [s.players for s in seatings], [s.seed for s in seatings],
-             streams=list(range(len(seatings))))
-        rows = training_rows(seatings)
-        C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-        batches = trainer.main.term_batches([trainer.learner.chats[slot][seat] for slot, seat in rows], C)
+        batches = trainer.main.term_batches(*self_play_batch(trainer))
         counts[name] = (len(batches), min(b.prefix for b in batches))
         flags = [(param, param.requires_grad) for param in lm.model.parameters()]
         lm.model.set_adapter("other")  # as the trainer leaves it: the trained adapter keeps its gradients

@@ -12,7 +12,7 @@ from detente.runs import read_metrics, read_run_info
 from detente.train.llm import LEARNER, LLMTrainer, round_credit, train_llm
 from detente.train.seating import plan, training_rows
 from detente.train.terms import term_batch, term_logprobs
-from llm_helpers import perturb, stop_after
+from llm_helpers import perturb, self_play_batch, stop_after
 from tiny_model import tiny_lm
 
 FAST = ["agent.kind=llm", "train.lr=0.01", "agent.max_message_tokens=6", "train.iterations=1",
@@ -59,16 +59,9 @@ def test_one_iteration_of_every_game_and_algorithm_changes_the_adapter(tmp_path,
 
 def first_batch(cfg, out, lm=None):
     """A fresh trainer and the term batch of its first iteration's self-play games, before any update."""
-    from detente.rollout.play import play
-
     trainer = LLMTrainer(cfg, out, lm=lm or tiny_lm())
-    seatings = plan(cfg, 0, trainer.learner, None, [])
-    games = [trainer.game_factory() for _ in seatings]
-    play(games, [s.players for s in seatings], [s.seed for s in seatings],
-         streams=list(range(len(seatings))))
-    rows = training_rows(seatings)
-    C, _ = round_credit(cfg, games, rows, trainer.reward_scale)
-    return trainer, term_batch([trainer.learner.chats[s][t] for s, t in rows], C, 0)
+    chats, C = self_play_batch(trainer)
+    return trainer, term_batch(chats, C, 0)
 
 
 @pytest.mark.parametrize("temperature", [1.0, 0.7])
