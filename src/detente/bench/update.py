@@ -23,7 +23,7 @@ from detente.policies.llm import Chat
 from detente.policies.llm_backend import LoRAModel, decoder_forward
 from detente.train.llm import LEARNER, LLMTrainer, round_credit
 from detente.train.seating import plan, training_rows
-from detente.train.terms import TermBatch, update_tokens
+from detente.train.terms import TermBatch, batch_prefix, update_tokens
 
 PRESET = "cpu_ipd_adalign"
 """The config whose first iteration is trained (4 trained chats: one seat per game, with the buffer)."""
@@ -90,7 +90,7 @@ def bare_step(lm: LoRAModel, batches: Sequence[TermBatch], pad_id: int) -> None:
     adapter on): the batch prefix, then every micro-batch's :func:`unique_sequences` as one padded batch,
     each with plain causal attention, loss the mean square of the last hidden states (no output head),
     gradients then dropped."""
-    P0 = batches[0].batch_prefix if batches else 0
+    P0 = batch_prefix(batches)
     groups = [[batches[0].ids[0, :P0]]] if P0 else []
     with lm.active(LEARNER) as model:
         for sequences in [*groups, *(unique_sequences(batch) for batch in batches)]:

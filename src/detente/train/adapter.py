@@ -28,7 +28,16 @@ from detente.config import RunConfig
 from detente.policies.llm import Chat, LLMPolicy
 from detente.policies.llm_backend import LoRAModel
 from detente.train.loss import clipped_policy_loss, k3, policy_loss
-from detente.train.terms import BatchPrefix, Prefix, TermBatch, common_prefix, term_batch, term_logprobs
+from detente.train.terms import (
+    BatchPrefix,
+    Prefix,
+    TermBatch,
+    batch_prefix,
+    common_prefix,
+    forward_prefix,
+    term_batch,
+    term_logprobs,
+)
 
 
 def policy_maker(lm: LoRAModel, config: RunConfig) -> Callable[[str], LLMPolicy]:
@@ -82,7 +91,7 @@ class TrainedAdapter:
         sums = dict.fromkeys(("loss", "entropy", "kl", "clipped", "rho"), 0.0)
         rho_max = 0.0
         grad_norm, finite = 0.0, True
-        shared = batches[0].batch_prefix if batches else 0  # P0, the same in every micro-batch
+        shared = batch_prefix(batches)  # P0
         for _epoch in range(cfg.epochs):
             self.optimizer.zero_grad(set_to_none=True)
             reference = self.reference_prefix(batches[0], shared) if shared and cfg.kl_coef > 0 else None
@@ -91,7 +100,8 @@ class TrainedAdapter:
                 for batch in batches:
                     if not batch.n_terms:
                         continue
-                    parts = self.micro_batch_loss(model, batch, N, prefix, reference)
+                    shared_part = prefix.prefix if prefix is not None else None
+                    parts = self.micro_batch_loss(model, batch, N, shared_part, reference)
                     finite = finite and bool(torch.isfinite(parts["loss"]))
                     if not finite:
                         break
@@ -135,10 +145,10 @@ class TrainedAdapter:
     def reference_prefix(self, batch: TermBatch, length: int) -> Prefix:
         """The batch's shared first ``length`` tokens under the base model (adapters off), no gradient."""
         with torch.no_grad(), self.lm.active(None) as reference:
-            return BatchPrefix(reference, batch, length).prefix
+            return forward_prefix(reference, batch, length)
 
     def micro_batch_loss(
-        self, model: Any, batch: TermBatch, N: int, prefix: BatchPrefix | None = None,
+        self, model: Any, batch: TermBatch, N: int, prefix: Prefix | None = None,
         reference: Prefix | None = None,
     ) -> dict[str, Tensor]:
         """This micro-batch's share of the batch loss (sum over its terms / N) and diagnostics, forwarded
@@ -158,7 +168,7 @@ class TrainedAdapter:
         if cfg.kl_coef > 0:
             with torch.no_grad(), self.lm.active(None) as base:
                 logp_ref, _ = term_logprobs(base, batch, vocab, T, prefix=reference)
-        logp, H = term_logprobs(model, batch, vocab, T, prefix=prefix.prefix if prefix is not None else None)
+        logp, H = term_logprobs(model, batch, vocab, T, prefix=prefix)
         if cfg.epochs > 1:
             loss = clipped_policy_loss(logp, logp_old, C, H, eps=cfg.clip_eps, eta=cfg.entropy_coef,
                                        logp_ref=logp_ref, kappa=cfg.kl_coef)

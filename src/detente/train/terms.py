@@ -110,9 +110,14 @@ class TermBatch:
         return self.row_tokens - self.prefix * (self.ids.shape[0] - 1)
 
 
+def batch_prefix(batches: Sequence[TermBatch]) -> int:
+    """P0 of the micro-batches of one batch (the same in each; 0 for no micro-batches)."""
+    return batches[0].batch_prefix if batches else 0
+
+
 def update_tokens(batches: Sequence[TermBatch]) -> int:
     """Tokens an update over ``batches`` forwards: the batch prefix once, then each micro-batch's own."""
-    P0 = batches[0].batch_prefix if batches else 0
+    P0 = batch_prefix(batches)
     return P0 + sum(batch.unique_tokens - P0 for batch in batches)
 
 
@@ -311,9 +316,9 @@ def forward_prefix(model: Any, batch: TermBatch, upto: int, before: Prefix | Non
 class BatchPrefix:
     """The first tokens every chat of a batch shares, forwarded once for all its micro-batches.
 
-    With gradients, each micro-batch reads detached copies (leaves) of the prefix's hidden states and
-    keys/values; their backward gathers the gradient in the leaves, and :meth:`backward` sends it
-    through the prefix's forward once. That is the chain rule split at the prefix's outputs, so the
+    Each micro-batch reads detached copies (leaves) of the prefix's hidden states and keys/values;
+    their backward gathers the gradient in the leaves, and :meth:`backward` sends it through the
+    prefix's forward once. That is the chain rule split at the prefix's outputs, so the
     gradients are those of forwarding the prefix inside every micro-batch. Run it, and
     :meth:`backward`, with the same adapter active and in the same train/eval mode (a checkpointed
     layer is recomputed in the backward as the model then stands).
@@ -322,9 +327,6 @@ class BatchPrefix:
     def __init__(self, model: Any, batch: TermBatch, length: int) -> None:
         computed = forward_prefix(model, batch, length)
         self._outputs = [computed.hidden, *(t for kv in computed.layers for t in kv)]
-        if not torch.is_grad_enabled():
-            self.prefix, self._leaves = computed, []
-            return
         self._leaves = [t.detach().requires_grad_() for t in self._outputs]
         hidden, *flat = self._leaves
         self.prefix = Prefix(hidden, [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)])
