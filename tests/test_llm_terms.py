@@ -176,3 +176,41 @@ def test_an_update_in_small_micro_batches_over_the_batch_prefix_gives_the_unshar
     assert micro.keys() == whole.keys() and whole
     for name, grad in whole.items():
         assert float((micro[name] - grad).norm()) <= 1e-4 * float(grad.norm()) + 1e-7, name
+
+
+def test_the_batch_prefix_keeps_no_activations_until_its_backward(tmp_path):
+    """The batch prefix's forward saves no tensor for a backward, so nothing of it is held while the
+    micro-batches run; its backward forwards it again, with a graph, and reaches the adapter."""
+    from detente.config import load_config
+    from detente.train.llm import LLMTrainer
+    from detente.train.terms import BatchPrefix, batch_prefix
+
+    cfg = load_config(None, ["agent.kind=llm", "game.name=trust_split", "game.params={n_rounds: 2}",
+                             "agent.max_message_tokens=5", "train.games_per_iteration=4",
+                             "credit.group_size=2", "train.micro_batch_tokens=64"])
+    lm = tiny_lm()
+    lm.add_adapter("learner")
+    perturb(lm, "learner", seed=2, scale=0.3)
+    trainer = LLMTrainer(cfg, tmp_path, lm=lm)
+    batches = trainer.main.term_batches(*self_play_batch(trainer))
+    P0 = batch_prefix(batches)
+    assert P0 > 50  # the rules, at least
+    saved: list[int] = []
+
+    def keep(tensor: torch.Tensor) -> torch.Tensor:
+        saved.append(tensor.numel())
+        return tensor
+
+    with trainer.main.training() as model:
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            prefix = BatchPrefix(model, batches[0], P0)
+        assert saved == []
+        hidden = prefix.prefix.hidden
+        assert hidden.shape[1] == P0 and hidden.requires_grad and hidden.grad_fn is None
+        hidden.grad = torch.ones_like(hidden)  # as a micro-batch's backward would leave it
+        with torch.autograd.graph.saved_tensors_hooks(keep, lambda tensor: tensor):
+            prefix.backward()
+        assert sum(saved) > 0  # the second forward kept its activations for this backward
+    grads = lora_grads(lm)
+    assert grads and all(".learner." in name for name in grads)
+    assert any(float(grad.norm()) > 0 for grad in grads.values())
