@@ -39,10 +39,10 @@ gradients equal those of the unshared forward (``tests/test_llm_terms.py``).
 
 **A prefix tree of depth two.** What every chat of the whole *batch* shares
 (``P0`` tokens: the system text and the rules) is forwarded once per update,
-not once per micro-batch: :class:`BatchPrefix` runs it without a graph, hands
-each micro-batch its hidden states and keys/values as leaves, and after the
-last micro-batch forwards it once more, with a graph, to send the gradient the
-leaves gathered back through it. A micro-batch then forwards only its own
+not once per micro-batch: :class:`BatchPrefix` runs it under torch's
+checkpoint (keeping no activations), hands each micro-batch detached copies of
+its hidden states and keys/values, and after the last micro-batch sends the
+gradient they gathered back through it, which forwards it once more. A micro-batch then forwards only its own
 longer common prefix ``[P0, P)`` over it, then its rows. So micro-batches can
 be small (little memory) without recomputing the rules in each, and the
 prefix's activations are never held while they run: one more forward of P0
@@ -63,6 +63,7 @@ from typing import Any
 
 import torch
 from torch import Tensor
+from torch.utils.checkpoint import checkpoint
 
 from detente.policies.llm import ActionRecord, Chat, Draw, next_token_logprobs
 from detente.policies.llm_backend import decoder_forward
@@ -319,31 +320,30 @@ def forward_prefix(model: Any, batch: TermBatch, upto: int, before: Prefix | Non
 class BatchPrefix:
     """The first tokens every chat of a batch shares, forwarded once for all its micro-batches.
 
-    Each micro-batch reads the prefix's hidden states and keys/values as leaves of a forward run
-    without a graph, so its activations are not held while the micro-batches run. :meth:`backward`
-    forwards the prefix again, with a graph, and sends the gradient the leaves gathered through it:
-    the chain rule split at the prefix's outputs,
+    Each micro-batch reads detached copies (leaves) of the prefix's hidden states and keys/values.
+    The prefix's forward is checkpointed, so its activations are not held while the micro-batches
+    run: :meth:`backward` forwards it again, with a graph, and sends the gradient the leaves
+    gathered through it: the chain rule split at the prefix's outputs,
     ``d loss / d w = sum_m (d loss_m / d out) (d out / d w)``, so the gradients are those of
     forwarding the prefix inside every micro-batch. Run it, and :meth:`backward`, with the same
     adapter active and in the same train/eval mode (both forwards must compute the same outputs).
     """
 
     def __init__(self, model: Any, batch: TermBatch, length: int) -> None:
-        self._forward = lambda: forward_prefix(model, batch, length)
-        with torch.no_grad():
-            computed = self._forward()
-        self._leaves = [t.requires_grad_() for t in _flat(computed)]
+        # torch's checkpoint keeps only the inputs and runs the forward again in the backward, with
+        # the RNG state of the first run (the same dropout masks)
+        self._outputs = list(checkpoint(lambda: tuple(_flat(forward_prefix(model, batch, length))),
+                                        use_reentrant=False))
+        self._leaves = [t.detach().requires_grad_() for t in self._outputs]
         hidden, *flat = self._leaves
         self.prefix = Prefix(hidden, [(flat[i], flat[i + 1]) for i in range(0, len(flat), 2)])
 
     def backward(self) -> None:
         """``d loss / d weights`` through the prefix, from the gradient its leaves gathered."""
-        gathered = [leaf.grad for leaf in self._leaves]
-        if all(grad is None for grad in gathered):
-            return
-        pairs = [(out, grad) for out, grad in zip(_flat(self._forward()), gathered, strict=True)
-                 if grad is not None]
-        torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
+        pairs = [(out, leaf.grad) for out, leaf in zip(self._outputs, self._leaves, strict=True)
+                 if leaf.grad is not None]
+        if pairs:
+            torch.autograd.backward([out for out, _ in pairs], [grad for _, grad in pairs])
 
 
 def _flat(prefix: Prefix) -> list[Tensor]:
