@@ -46,7 +46,7 @@ $(ALLOC): | $(LLM)
 
 # the main job: naive RL and Advantage Alignment on the IPD with the embedded SmolLM2, side by side (CPU)
 demo: $(LLM) $(ALLOC)
-	@[ -n "$$($(FIND_TCMALLOC))" ] || echo "note: no tcmalloc (apt install libtcmalloc-minimal4): peak memory ~3.5 GB instead of ~2.1"
+	@[ -n "$$($(FIND_TCMALLOC))" ] || echo "note: no tcmalloc (apt install libtcmalloc-minimal4): peak memory ~3.5 GB instead of ~2.3"
 	$(BIN)/detente train --overwrite
 
 # a two-minute look: the tabular IPD experiment, core install only

@@ -1,7 +1,7 @@
 """Training commands run under tcmalloc where the system has it: the same figures, about 40% less memory.
 
 glibc's malloc keeps most of the memory the LoRA update frees (the activations of every
-micro-batch), so the main job peaks at 3.5 GB; under tcmalloc it peaks at 2.1 GB with the same
+micro-batch), so the main job peaks at 3.5 GB; under tcmalloc it peaks at 2.1-2.3 GB with the same
 results (docs/PERFORMANCE.md, "The allocator"). vLLM's CPU build recommends the same library.
 A process cannot change its allocator once started, so :func:`exec_under_tcmalloc` starts the
 command again, once, with ``libtcmalloc_minimal.so.4`` in ``LD_PRELOAD``. Nothing happens where the

@@ -97,10 +97,10 @@ class TrainedAdapter:
             reference = self.reference_prefix(batches[0], shared) if shared and cfg.kl_coef > 0 else None
             with self.training() as model:
                 prefix = BatchPrefix(model, batches[0], shared) if shared else None
+                shared_part = prefix.prefix if prefix is not None else None
                 for batch in batches:
                     if not batch.n_terms:
                         continue
-                    shared_part = prefix.prefix if prefix is not None else None
                     parts = self.micro_batch_loss(model, batch, N, shared_part, reference)
                     finite = finite and bool(torch.isfinite(parts["loss"]))
                     if not finite:
@@ -111,7 +111,7 @@ class TrainedAdapter:
                     rho_max = max(rho_max, float(parts["rho_max"]))
                 if finite and prefix is not None:
                     prefix.backward()
-                del prefix  # its graph
+                del prefix, shared_part  # the prefix's leaves, their gradients and its checkpoint
             grad_norm = float(torch.nn.utils.clip_grad_norm_(self.params, cfg.grad_clip))
             finite = finite and math.isfinite(grad_norm)
             if not finite:

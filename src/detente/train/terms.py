@@ -42,8 +42,9 @@ gradients equal those of the unshared forward (``tests/test_llm_terms.py``).
 not once per micro-batch: :class:`BatchPrefix` runs it under torch's
 checkpoint (keeping no activations), hands each micro-batch detached copies of
 its hidden states and keys/values, and after the last micro-batch sends the
-gradient they gathered back through it, which forwards it once more. A micro-batch then forwards only its own
-longer common prefix ``[P0, P)`` over it, then its rows. So micro-batches can
+gradient they gathered back through it, which forwards it once more. A
+micro-batch then forwards only its own longer common prefix ``[P0, P)`` over
+it, then its rows. So micro-batches can
 be small (little memory) without recomputing the rules in each, and the
 prefix's activations are never held while they run: one more forward of P0
 tokens per update (about 2% of the main job's update) for the memory of P0
