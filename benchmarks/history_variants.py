@@ -4,10 +4,11 @@ Usage::
 
     python benchmarks/history_variants.py                      # Trust-and-Split, 16-token messages
     python benchmarks/history_variants.py --game ipd --repeats 3
+    python benchmarks/history_variants.py --variants gqa+growing+matmul --repeats 3   # as it ships
 
 It plays the bench's history game (one 20-round self-play game of the embedded SmolLM2, seed 0,
 :class:`detente.bench.rollout.HistoryTimer`) under four variants, alternating, ``--repeats``
-times each, and prints the seconds of rounds 1, 5, 10 and 20 (the fastest repeat) and round 20 /
+times each (or only the ``--variants`` named), and prints the seconds of rounds 1, 5, 10 and 20 (the fastest repeat) and round 20 /
 round 1. All four compute the same numbers (``tests/test_attention.py``,
 ``tests/test_growing_cache.py``); each adds one speed-up to the one before:
 
@@ -71,13 +72,15 @@ def main() -> None:
     parser.add_argument("--message-tokens", type=int, default=16,
                         help="message length (default 16, as --quick)")
     parser.add_argument("--threads", type=int, default=None, help="torch threads (default torch's)")
+    parser.add_argument("--variants", nargs="+", choices=VARIANTS, default=VARIANTS,
+                        help="the variants to play (default all four)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
     lm = LoRAModel.load("smollm2")
     best: dict[str, dict[int, float]] = {}
     for _ in range(args.repeats):
-        for name in VARIANTS:
+        for name in args.variants:
             with variant(lm, name):
                 tokens = args.message_tokens
                 timer = HistoryTimer(detente_policy(lm, tokens), naive_policy(lm, tokens), set(), lm.device)
