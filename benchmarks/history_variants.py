@@ -7,9 +7,9 @@ Usage::
     python benchmarks/history_variants.py --variants gqa+growing+matmul --repeats 3   # as it ships
 
 It plays the bench's history game (one 20-round self-play game of the embedded SmolLM2, seed 0,
-:class:`detente.bench.rollout.HistoryTimer`) under four variants, alternating, ``--repeats``
-times each (or only the ``--variants`` named), and prints the seconds of rounds 1, 5, 10 and 20 (the fastest repeat) and round 20 /
-round 1. All four compute the same numbers (``tests/test_attention.py``,
+:class:`detente.bench.rollout.HistoryTimer`) under four variants (or only the ``--variants``
+named), alternating, ``--repeats`` times each, and prints the seconds of rounds 1, 5, 10 and 20
+(the fastest repeat) and round 20 / round 1. All four compute the same numbers (``tests/test_attention.py``,
 ``tests/test_growing_cache.py``); each adds one speed-up to the one before:
 
 - ``sdpa``: transformers' attention, which copies every grouped key/value head of the cached
