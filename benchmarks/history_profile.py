@@ -86,5 +86,6 @@ def main() -> None:
     for op, _ in timer.op_seconds[rounds[-1]].most_common(args.top):
         row(op, [f"{timer.op_seconds[r][op]:.2f}" for r in rounds])
 
+
 if __name__ == "__main__":
     main()
