@@ -43,9 +43,11 @@ def tiny_model_dir(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def ray_runtime() -> Iterator[Any]:
-    """The ``ray`` module, connected to a local runtime of 2 CPUs (2 rollout workers of one CPU each)."""
+    """The ``ray`` module, connected to a local runtime of 2 CPUs (2 rollout workers of one CPU each), its
+    workers not niced, as :func:`detente.rollout.ray_pool.connect` starts one."""
     ray = pytest.importorskip("ray")
     if not ray.is_initialized():
-        ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING)
+        ray.init(num_cpus=2, log_to_driver=False, logging_level=logging.WARNING,
+                 _system_config={"worker_niceness": 0})
     yield ray
     ray.shutdown()

@@ -152,3 +152,24 @@ def test_detente_train_joins_a_running_cluster_with_ray_address(ray_runtime, tin
     [line] = read_metrics(tmp_path)
     assert line.values["perf/workers"] == 2 and line.values["perf/chunks"] == 2
     assert (tmp_path / "matrix.json").is_file()
+
+
+def test_a_runtime_started_here_runs_its_workers_at_the_drivers_priority():
+    """``connect()`` with no address starts a runtime whose workers are not niced (Ray's default is 15,
+    at which a busy neighbour process starves the rollout): a pool worker reports the driver's niceness."""
+    script = ("import os, ray\n"
+              "from detente.config import WorkerResources\n"
+              "from detente.rollout.ray_pool import Worker, WorkerPool\n"
+              "class Nice(Worker):\n"
+              "    def nice(self): return os.nice(0)\n"
+              "pool = WorkerPool(Nice, (), 1, WorkerResources(num_cpus=1), 'probe')\n"
+              "print('nice', ray.get(pool.actors[0].nice.remote()), os.nice(0))\n"
+              "ray.shutdown()\n")
+    unset = ("RAY_ADDRESS", "RAY_worker_niceness")
+    env = {key: value for key, value in os.environ.items() if key not in unset}
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=180,
+                          env=env)
+    assert done.returncode == 0, done.stderr[-3000:]
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("nice ")]
+    _, worker, driver = line.split()
+    assert int(worker) == int(driver)

@@ -54,10 +54,16 @@ def require_ray(what: str = "rollout.backend ray") -> ModuleType:
 def connect(address: str | None = None) -> None:
     """Join the Ray cluster at ``address`` (None: ``$RAY_ADDRESS``, else a runtime started on this
     machine); nothing if this process is connected already. Workers' own output stays in Ray's
-    session logs (``/tmp/ray/session_latest/logs``), so it does not break the progress bar."""
+    session logs (``/tmp/ray/session_latest/logs``), so it does not break the progress bar.
+
+    A runtime started here runs its workers at the driver's priority (``RAY_worker_niceness`` 0
+    unless it is set). Ray's default is 15, for drivers that do the work themselves; here the driver
+    waits while the workers play, and at nice 15 any busy process beside them takes their CPU. A
+    cluster that is joined keeps its own setting."""
     ray = require_ray()
     if ray.is_initialized():
         return
+    os.environ.setdefault("RAY_worker_niceness", "0")
     try:
         ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     except ConnectionError as error:
